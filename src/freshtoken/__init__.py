@@ -1,0 +1,56 @@
+"""freshtoken: keep OAuth2 and JWT access tokens fresh.
+
+One token request per token lifetime, whatever the concurrency; no caller waits while a usable
+token exists; token-endpoint outages ridden out on the current token; a safe 401 path; tokens that
+never reach a log.
+
+    import freshtoken as ft
+
+    tokens = ft.TokenManager(ft.ClientCredentials(token_url, client_id, client_secret))
+
+    @tokens.authenticated
+    def list_users(token: ft.Token, page: int) -> dict: ...
+"""
+
+from ._clock import Clock, SystemClock
+from ._decorators import authenticated
+from ._errors import (
+    ConfigurationError,
+    FreshTokenError,
+    OAuthError,
+    TokenEndpointUnavailable,
+    TokenRequestError,
+    TokenResponseError,
+    Unauthorized,
+)
+from ._events import Event, LoggingEvents
+from ._manager import TokenManager
+from ._policy import RefreshPolicy
+from ._source import FetchContext, FunctionSource, TokenSource
+from ._store import SharedFetcher, Store
+from ._token import Token
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clock",
+    "ConfigurationError",
+    "Event",
+    "FetchContext",
+    "FreshTokenError",
+    "FunctionSource",
+    "LoggingEvents",
+    "OAuthError",
+    "RefreshPolicy",
+    "SharedFetcher",
+    "Store",
+    "SystemClock",
+    "Token",
+    "TokenEndpointUnavailable",
+    "TokenManager",
+    "TokenRequestError",
+    "TokenResponseError",
+    "TokenSource",
+    "Unauthorized",
+    "authenticated",
+]

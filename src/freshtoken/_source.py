@@ -1,0 +1,214 @@
+"""Where tokens come from: the source protocol, the fetch context, and FunctionSource.
+
+A *source* obtains one new token when the manager asks. It knows nothing of caching, waiting or
+concurrency: the manager guarantees that at most one ``fetch``/``afetch`` of a manager runs at a
+time. HTTP grants (``_grants.py``) are sources; so is :class:`FunctionSource`, which wraps any sync
+or async callable (the seed's ``getAccessToken`` works as it is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from ._clock import Clock
+from ._errors import FreshTokenError, TokenRequestError, TokenResponseError
+from ._events import Event, describe_error
+from ._policy import RefreshPolicy
+from ._token import ParsedToken, Token, parse_token_response
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["FetchContext", "FunctionSource", "TokenSource", "run_coroutine_sync"]
+
+T = TypeVar("T")
+
+TokenLike = str | Mapping[str, object] | Token
+TokenFunction = Callable[[], TokenLike] | Callable[[], Awaitable[TokenLike]]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchContext:
+    """What a source may use for one fetch.
+
+    ``deadline``
+        Monotonic time by which the fetch, retries included, must be over.
+    ``current``
+        The latest token known (it may carry the newest refresh token), or ``None``.
+    ``http`` / ``async_http``
+        The user's httpx clients, when given to the manager (``None``: the source's own).
+    ``emit``
+        Reports events (``skew_detected`` ...) to the manager's sinks.
+    ``key``
+        The source's key (for events and stores).
+    ``rejected``
+        Fingerprint of the token last invalidated after a 401: a shared store holding that token
+        must not hand it out again.
+    """
+
+    clock: Clock
+    policy: RefreshPolicy
+    deadline: float
+    current: Token | None
+    emit: Callable[[Event], None]
+    key: str
+    http: httpx.Client | None = None
+    async_http: httpx.AsyncClient | None = None
+    rejected: str | None = None
+
+    def note_skew(self, parsed: ParsedToken) -> Token:
+        """Emit ``skew_detected`` when parsing found one; returns the token."""
+        if parsed.skew is not None:
+            self.emit(
+                Event(
+                    "skew_detected",
+                    self.key,
+                    fingerprint=parsed.token.fingerprint,
+                    skew=parsed.skew,
+                )
+            )
+        return parsed.token
+
+
+@runtime_checkable
+class TokenSource(Protocol):
+    """Obtains one new token per call. Implemented by the grants and by FunctionSource."""
+
+    @property
+    def key(self) -> str:
+        """The token's identity in a shared store: no secret may be recoverable from it."""
+        ...
+
+    def fetch(self, ctx: FetchContext) -> Token:
+        """Obtain a token, blocking the calling thread."""
+        ...
+
+    async def afetch(self, ctx: FetchContext) -> Token:
+        """Obtain a token on the running event loop."""
+        ...
+
+
+def run_coroutine_sync(make: Callable[[], Awaitable[T]]) -> T:
+    """Run an async callable to completion from synchronous code.
+
+    In a thread with no running loop this is ``asyncio.run``; inside a running loop (a sync
+    ``get()`` called from async code) the coroutine runs on a fresh loop in a helper thread, so the
+    caller's loop is never re-entered.
+    """
+
+    async def main() -> T:
+        return await make()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    box: dict[str, T] = {}
+    failure: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as error:  # noqa: BLE001 - handed back to the caller below
+            failure.append(error)
+
+    thread = threading.Thread(target=runner, name="freshtoken-sync-bridge", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return box["value"]
+
+
+class FunctionSource:
+    """A token source around a callable returning a ``str``, a token-response mapping or a Token.
+
+    ``fn`` may be sync or async; it is called with no arguments, once per fetch. A string is taken
+    as the access token (a JWT's ``exp`` gives its expiry); a mapping is parsed as an RFC 6749 §5.1
+    response. Anything else, ``None`` included, raises :class:`~freshtoken.TokenResponseError`. An
+    exception raised by ``fn`` reaches the caller as :class:`~freshtoken.TokenRequestError` with
+    the original chained as ``__cause__`` (freshtoken's own errors pass through as they are).
+
+    ``key`` names the token in a shared store (default: the callable's module and qualified name).
+    """
+
+    __slots__ = ("_fn", "_is_async", "_key")
+
+    def __init__(self, fn: TokenFunction, *, key: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError("FunctionSource needs a callable returning a token")
+        self._fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - async __call__ on an object
+        )
+        if key is None:
+            module = getattr(fn, "__module__", None) or type(fn).__module__
+            name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+            key = f"function:{module}.{name}"
+        self._key = key
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"FunctionSource({self._key!r})"
+
+    def _name(self) -> str:
+        return self._key.removeprefix("function:")
+
+    def _convert(self, value: object, ctx: FetchContext) -> Token:
+        if isinstance(value, Token):
+            return value
+        if isinstance(value, str):
+            value = {"access_token": value}
+        if value is None:
+            raise TokenResponseError(
+                f"the token callable {self._name()} returned None instead of a token (no access_token)",
+                field="access_token",
+            )
+        if isinstance(value, Mapping):
+            return ctx.note_skew(parse_token_response(value, now=ctx.clock.time()))
+        raise TokenResponseError(
+            f"the token callable {self._name()} returned {type(value).__name__}; expected a str, "
+            "a token-response mapping or a Token",
+        )
+
+    def _wrapped(self, error: Exception) -> TokenRequestError:
+        return TokenRequestError(
+            f"the token callable {self._name()} raised {describe_error(error)}"
+        )
+
+    def fetch(self, ctx: FetchContext) -> Token:
+        try:
+            if self._is_async:
+                value: object = run_coroutine_sync(self._fn)  # type: ignore[arg-type]
+            else:
+                value = self._fn()
+                if inspect.isawaitable(value):
+                    awaitable = value
+                    value = run_coroutine_sync(lambda: awaitable)
+        except FreshTokenError:
+            raise
+        except Exception as error:
+            raise self._wrapped(error) from error
+        return self._convert(value, ctx)
+
+    async def afetch(self, ctx: FetchContext) -> Token:
+        try:
+            if self._is_async:
+                value: object = await self._fn()  # type: ignore[misc]
+            else:
+                value = await asyncio.to_thread(self._fn)
+                if inspect.isawaitable(value):
+                    value = await value
+        except FreshTokenError:
+            raise
+        except Exception as error:
+            raise self._wrapped(error) from error
+        return self._convert(value, ctx)
