@@ -20,7 +20,7 @@ from ._token import Token
 if TYPE_CHECKING:
     from ._manager import TokenManager
 
-__all__ = ["authenticated", "means_unauthorized", "wrap_function"]
+__all__ = ["authenticated", "means_unauthorized", "wrap_function", "wrap_method"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,64 +57,89 @@ def _rejected_token(error: BaseException, given: Token) -> Token:
     return given
 
 
-def wrap_function(
-    fn: Callable[..., Any],
-    manager_of: Callable[[tuple[Any, ...]], TokenManager],
-    retry_if: RetryIf | None,
-    *,
-    leading: int,
-) -> Callable[..., Any]:
-    """The wrapper for ``fn``: the token goes after the first ``leading`` positional arguments.
+def _after_error(
+    error: Exception, manager: TokenManager, token: Token, retry_if: RetryIf | None
+) -> None:
+    """Invalidate the token when ``error`` means 401; re-raise ``error`` otherwise."""
+    if not means_unauthorized(error, retry_if):
+        raise error
+    manager.invalidate(_rejected_token(error, token))
 
-    ``manager_of(args)`` finds the manager (the decorating manager, or ``self.tokens``).
+
+def wrap_function(
+    fn: Callable[..., Any], manager: TokenManager, retry_if: RetryIf | None
+) -> Callable[..., Any]:
+    """The wrapper for a function taking the token as its first argument.
+
+    The hot path is one ``get()`` and one call: no lookups, no argument reshuffling.
     """
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            manager = manager_of(args)
-            head, tail = args[:leading], args[leading:]
             token = await manager.aget()
             try:
-                return await fn(*head, token, *tail, **kwargs)
+                return await fn(token, *args, **kwargs)
             except Exception as error:
-                if not means_unauthorized(error, retry_if):
-                    raise
-                manager.invalidate(_rejected_token(error, token))
-            return await fn(*head, await manager.aget(), *tail, **kwargs)
+                _after_error(error, manager, token, retry_if)
+            return await fn(await manager.aget(), *args, **kwargs)
 
         return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        manager = manager_of(args)
-        head, tail = args[:leading], args[leading:]
         token = manager.get()
         try:
-            return fn(*head, token, *tail, **kwargs)
+            return fn(token, *args, **kwargs)
         except Exception as error:
-            if not means_unauthorized(error, retry_if):
-                raise
-            manager.invalidate(_rejected_token(error, token))
-        return fn(*head, manager.get(), *tail, **kwargs)
+            _after_error(error, manager, token, retry_if)
+        return fn(manager.get(), *args, **kwargs)
 
     return wrapper
 
 
-def _method_manager(attribute: str) -> Callable[[tuple[Any, ...]], TokenManager]:
+def wrap_method(
+    fn: Callable[..., Any], attribute: str, retry_if: RetryIf | None
+) -> Callable[..., Any]:
+    """The wrapper for a method taking the token after ``self``; the manager is self.<attribute>."""
+    manager_of = _method_manager(attribute)
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            manager = manager_of(self)
+            token = await manager.aget()
+            try:
+                return await fn(self, token, *args, **kwargs)
+            except Exception as error:
+                _after_error(error, manager, token, retry_if)
+            return await fn(self, await manager.aget(), *args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        manager = manager_of(self)
+        token = manager.get()
+        try:
+            return fn(self, token, *args, **kwargs)
+        except Exception as error:
+            _after_error(error, manager, token, retry_if)
+        return fn(self, manager.get(), *args, **kwargs)
+
+    return wrapper
+
+
+def _method_manager(attribute: str) -> Callable[[object], TokenManager]:
     from ._manager import TokenManager
 
-    def manager_of(args: tuple[Any, ...]) -> TokenManager:
-        if not args:
-            raise ConfigurationError(
-                "@freshtoken.authenticated decorates methods; for a plain function use "
-                "@tokens.authenticated on a TokenManager"
-            )
-        manager = getattr(args[0], attribute, None)
-        if not isinstance(manager, TokenManager):
+    def manager_of(instance: object) -> TokenManager:
+        manager = getattr(instance, attribute, None)
+        if type(manager) is not TokenManager and not isinstance(manager, TokenManager):
             raise ConfigurationError(
                 f"@freshtoken.authenticated found no TokenManager at self.{attribute} of "
-                f"{type(args[0]).__name__}; set it in __init__ or pass attribute='...'"
+                f"{type(instance).__name__}; set it in __init__ or pass attribute='...' (for a "
+                "plain function, decorate with @tokens.authenticated on a TokenManager)"
             )
         return manager
 
@@ -150,10 +175,7 @@ def authenticated(
     """
 
     def decorate(method: _Method[S, P, R]) -> _Bound[S, P, R]:
-        return cast(
-            "_Bound[S, P, R]",
-            wrap_function(method, _method_manager(attribute), retry_if, leading=1),
-        )
+        return cast("_Bound[S, P, R]", wrap_method(method, attribute, retry_if))
 
     if fn is not None:
         return decorate(fn)

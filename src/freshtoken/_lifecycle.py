@@ -241,5 +241,15 @@ class Lifecycle:
                 delay = max(delay, min(error.retry_after, self.policy.max_retry_after))
         else:
             delay = self.policy.error_cooldown
-        self.failure = Failure(error, count, now + delay)
+        not_before = now + delay
+        entry = self.entry
+        if entry is not None and entry.usable(now) and not_before > entry.hard_at:
+            # A refresh that failed in the stale window must not back off past the hard
+            # deadline: callers would then be refused with the old error after the endpoint has
+            # come back. Try again halfway to the deadline instead (no sooner than the initial
+            # backoff, no later than the deadline), so the last attempts still land while the
+            # token is served and nobody waits for them.
+            halfway = max(now + self.policy.backoff_initial, (now + entry.hard_at) / 2)
+            not_before = min(halfway, entry.hard_at)
+        self.failure = Failure(error, count, not_before)
         return self.failure

@@ -233,11 +233,8 @@ class TokenManager:
         """
         from ._decorators import wrap_function
 
-        def manager_of(_: object) -> TokenManager:
-            return self
-
         def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            return wrap_function(function, manager_of, retry_if, leading=0)
+            return wrap_function(function, self, retry_if)
 
         if fn is not None:
             return decorate(fn)

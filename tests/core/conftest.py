@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -64,7 +64,7 @@ def source(clock: FakeClock) -> CountingSource:
 @pytest.fixture
 def make_manager(
     clock: FakeClock,
-) -> Callable[..., ft.TokenManager]:
+) -> Iterator[Callable[..., ft.TokenManager]]:
     managers: list[ft.TokenManager] = []
 
     def make(fn: object, **kwargs: object) -> ft.TokenManager:
@@ -73,6 +73,6 @@ def make_manager(
         managers.append(manager)
         return manager
 
-    yield make  # type: ignore[misc]
+    yield make
     for manager in managers:
         manager.close()

@@ -23,7 +23,9 @@ def token(name: str, lifetime: float | None, wall: float = WALL0) -> ft.Token:
 
 
 def fetched(life: Lifecycle, name: str = "t1", lifetime: float = 100.0, at: float = 0.0) -> None:
-    life.fetch_succeeded(token(name, lifetime, WALL0 + at), now=MONO0 + at, wall=WALL0 + at, jitter_draw=0)
+    life.fetch_succeeded(
+        token(name, lifetime, WALL0 + at), now=MONO0 + at, wall=WALL0 + at, jitter_draw=0
+    )
 
 
 class TestDecisions:
@@ -54,7 +56,9 @@ class TestDecisions:
         assert life.next_action(MONO0 + 95).action is Action.FETCH
         assert life.next_action(MONO0 + 95).action is Action.WAIT
 
-    def test_failed_refresh_in_the_stale_window_keeps_serving_then_retries_after_backoff(self) -> None:
+    def test_failed_refresh_in_the_stale_window_keeps_serving_then_retries_after_backoff(
+        self,
+    ) -> None:
         life = Lifecycle(ft.RefreshPolicy())
         life.next_action(MONO0)
         fetched(life)
@@ -140,7 +144,9 @@ class TestDecisions:
 
     def test_adopt_takes_a_usable_token_and_refuses_a_dead_one(self) -> None:
         life = Lifecycle(ft.RefreshPolicy())
-        assert life.adopt(token("dead", 100, WALL0 - 99), now=MONO0, wall=WALL0, jitter_draw=0) is None
+        assert (
+            life.adopt(token("dead", 100, WALL0 - 99), now=MONO0, wall=WALL0, jitter_draw=0) is None
+        )
         entry = life.adopt(token("live", 100), now=MONO0, wall=WALL0, jitter_draw=0)
         assert entry is not None and life.entry is entry
 
@@ -225,7 +231,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     def the_fetch_fails(self, retryable: bool, draw: float) -> None:
         usable_before = self.life.entry is not None and self.life.entry.usable(self.now)
         kept = self.life.entry
-        error = ft.TokenEndpointUnavailable("down") if retryable else ft.OAuthError("invalid_client")
+        error = (
+            ft.TokenEndpointUnavailable("down") if retryable else ft.OAuthError("invalid_client")
+        )
         failure = self.life.fetch_failed(error, now=self.now, draw=draw)
         assert failure.not_before > self.now
         self.not_before = failure.not_before

@@ -68,9 +68,7 @@ class TestSingleCaller:
         assert token.expires_at is not None
         assert token.expires_at.timestamp() > clock.time()
 
-    def test_aget_and_get_share_one_state(
-        self, make_manager: Make, source: CountingSource
-    ) -> None:
+    def test_aget_and_get_share_one_state(self, make_manager: Make, source: CountingSource) -> None:
         tokens = make_manager(source)
         token = asyncio.run(tokens.aget())
         assert tokens.get() is token
@@ -91,7 +89,9 @@ class TestSingleCaller:
         tokens.invalidate(tokens.get())
         assert asyncio.run(tokens.aget()).access_token == "async-2"
 
-    def test_get_from_inside_a_running_loop_with_an_async_callable(self, make_manager: Make) -> None:
+    def test_get_from_inside_a_running_loop_with_an_async_callable(
+        self, make_manager: Make
+    ) -> None:
         async def fetch() -> str:
             return "from-bridge"
 
@@ -273,7 +273,9 @@ class TestFailures:
         with pytest.raises(ft.TokenResponseError, match="already expired"):
             tokens.get()
 
-    def test_a_buggy_source_object_error_is_wrapped(self, make_manager: Make, clock: FakeClock) -> None:
+    def test_a_buggy_source_object_error_is_wrapped(
+        self, make_manager: Make, clock: FakeClock
+    ) -> None:
         class Broken:
             key = "broken"
 
@@ -357,7 +359,9 @@ class TestInvalidate:
 
 
 class TestClosing:
-    def test_closed_manager_refuses_to_serve(self, make_manager: Make, source: CountingSource) -> None:
+    def test_closed_manager_refuses_to_serve(
+        self, make_manager: Make, source: CountingSource
+    ) -> None:
         tokens = make_manager(source)
         with tokens as same:
             assert same is tokens

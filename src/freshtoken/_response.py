@@ -1,0 +1,143 @@
+"""Reading token-endpoint responses strictly: JSON only, and nothing secret in any message.
+
+RFC 6749 §5.1 says token responses are ``application/json``. Whatever else arrives (an HTML page
+from a proxy, a truncated body, JSON with duplicate keys or ``NaN``) is refused here with a
+:class:`~freshtoken.TokenResponseError` that carries the status and, for non-JSON bodies only, a
+short excerpt from which anything that looks like a token has been cut out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from email.utils import parsedate_to_datetime
+
+from ._errors import TokenResponseError
+from ._http import HttpResponse
+
+__all__ = [
+    "EXCERPT_LENGTH",
+    "describe_body",
+    "excerpt",
+    "is_json",
+    "media_type",
+    "peek_error_code",
+    "read_json",
+    "server_date",
+]
+
+#: At most this many characters of a non-JSON body appear in an error message.
+EXCERPT_LENGTH = 80
+_BOM = b"\xef\xbb\xbf"
+#: Runs of token-ish characters (JWTs, opaque tokens, base64 secrets): cut from excerpts.
+_TOKENISH = re.compile(r"[A-Za-z0-9\-_.~+/=]{16,}")
+_SECRET_WORDS = re.compile(r"(?i)(token|secret|password|assertion|bearer|key)")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def media_type(response: HttpResponse) -> str:
+    """The media type of the response, lower-cased, without parameters (``""`` if none)."""
+    value = response.header("content-type") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def is_json(response: HttpResponse) -> bool:
+    """``application/json`` (parameters such as ``; charset=utf-8`` tolerated) or ``+json``."""
+    kind = media_type(response)
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def excerpt(body: bytes) -> str:
+    """The first printable characters of a non-JSON body, with token-like runs cut out.
+
+    A body that looks like JSON gives no excerpt at all: it may be a token response served with
+    the wrong content type.
+    """
+    text = body[:4096].decode("utf-8", "replace")
+    if text.lstrip().startswith(("{", "[")):
+        return ""
+    printable = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if _SECRET_WORDS.search(printable):
+        printable = _SECRET_WORDS.split(printable, maxsplit=1)[0] + "…"
+    printable = _TOKENISH.sub("<redacted>", printable)
+    if len(printable) > EXCERPT_LENGTH:
+        printable = printable[:EXCERPT_LENGTH] + "…"
+    return printable
+
+
+def describe_body(response: HttpResponse) -> str:
+    """``text/html: 'Bad Gateway …'``: the content type and a safe excerpt, for messages."""
+    kind = media_type(response) or "no content type"
+    shown = excerpt(response.body)
+    return f"{kind}: {shown!r}" if shown else kind
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(response: HttpResponse, *, what: str = "token response") -> object:
+    """The body decoded as strict JSON (RFC 8259): UTF-8 without BOM, no duplicate keys, no
+    ``NaN``/``Infinity``, bounded nesting. Anything else raises TokenResponseError."""
+    status = response.status
+    body = response.body
+    if body.startswith(_BOM):
+        raise TokenResponseError(f"the {what} starts with a byte-order mark", status=status)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenResponseError(f"the {what} is not valid UTF-8", status=status) from None
+    try:
+        return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+    except _DuplicateKey as duplicate:
+        name = str(duplicate)
+        shown = name if len(name) <= 40 and name.isprintable() else "<long key>"
+        raise TokenResponseError(
+            f"the {what} repeats the key {shown!r}", field=shown, status=status
+        ) from None
+    except RecursionError:
+        raise TokenResponseError(f"the {what} is nested too deeply", status=status) from None
+    except ValueError:
+        raise TokenResponseError(f"the {what} is not valid JSON", status=status) from None
+
+
+def peek_error_code(response: HttpResponse) -> str | None:
+    """The ``error`` member of a JSON body, if there is a readable one (never raises)."""
+    if not is_json(response):
+        return None
+    try:
+        data = read_json(response)
+    except TokenResponseError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str) and error.isascii() and error.isprintable() and len(error) <= 100:
+        return error
+    return None
+
+
+def server_date(response: HttpResponse) -> float | None:
+    """The ``Date`` header as epoch seconds (``None`` if absent or unreadable)."""
+    value = response.header("date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.timestamp()
