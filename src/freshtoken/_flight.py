@@ -39,7 +39,7 @@ def clone_error(error: BaseException) -> BaseException:
     """
     try:
         clone = copy.copy(error)
-    except Exception:  # noqa: BLE001 - an exception type that cannot be copied: share it
+    except Exception:
         return error
     clone.__cause__ = error.__cause__
     clone.__context__ = error.__context__

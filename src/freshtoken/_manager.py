@@ -326,7 +326,7 @@ class TokenManager:
                 token = self._shared.fetch(ctx, self._source)
             else:
                 token = self._source.fetch(ctx)
-        except Exception as error:  # noqa: BLE001 - every failure is published to the waiters
+        except Exception as error:
             return self._failed(flight, error, started)
         except BaseException:
             self._abandon(flight)
@@ -362,7 +362,7 @@ class TokenManager:
                 token = await self._shared.afetch(ctx, self._source)
             else:
                 token = await self._source.afetch(ctx)
-        except Exception as error:  # noqa: BLE001 - every failure is published to the waiters
+        except Exception as error:
             return self._failed(flight, error, started)
         except BaseException:
             self._abandon(flight)
@@ -507,7 +507,7 @@ class TokenManager:
         if self._on_event is not None:
             try:
                 self._on_event(event)
-            except Exception as error:  # noqa: BLE001 - a broken sink must not break the caller
+            except Exception as error:
                 logger.warning("on_event sink raised %s", type(error).__name__)
 
     # -- fork safety ----------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class _Workers:
         while (task := self._next_task()) is not None:
             try:
                 task()
-            except Exception as error:  # noqa: BLE001 - a worker must survive any refresh
+            except Exception as error:
                 logger.warning("background refresh raised %s", type(error).__name__)
             del task
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 import weakref
@@ -37,6 +38,23 @@ logger = logging.getLogger("freshtoken.http")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
+_SSL_LOCK = threading.Lock()
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for all of freshtoken's own clients.
+
+    Building one loads the CA bundle, which takes a good part of a second on a busy machine;
+    an SSLContext is safe to share between threads and event loops, so it is built once.
+    """
+    global _SSL_CONTEXT  # noqa: PLW0603 - a process-wide cache
+    with _SSL_LOCK:
+        if _SSL_CONTEXT is None:
+            _SSL_CONTEXT = httpx.create_ssl_context()
+        return _SSL_CONTEXT
+
+
 class OwnClients:
     """The httpx clients a source opens for itself, created on first use, closed by close().
 
@@ -55,7 +73,9 @@ class OwnClients:
     def sync_client(self) -> httpx.Client:
         with self._lock:
             if self._sync is None:
-                self._sync = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+                self._sync = httpx.Client(
+                    timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=_ssl_context()
+                )
             return self._sync
 
     def async_client(self) -> httpx.AsyncClient:
@@ -66,6 +86,7 @@ class OwnClients:
                 client = httpx.AsyncClient(
                     timeout=DEFAULT_TIMEOUT,
                     follow_redirects=False,
+                    verify=_ssl_context(),
                     limits=httpx.Limits(max_keepalive_connections=0),
                 )
                 self._async[loop] = client

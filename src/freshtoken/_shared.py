@@ -407,7 +407,7 @@ class LeaseFetcher:
             reply, failure = None, None
             try:
                 reply = self._perform(op, source)
-            except Exception as error:  # noqa: BLE001 - handed to the flow, which decides
+            except Exception as error:
                 failure = _as_flow_error(op, error)
             except BaseException:
                 flow.close()
@@ -448,7 +448,7 @@ class LeaseFetcher:
             reply, failure = None, None
             try:
                 reply = await self._aperform(op, source)
-            except Exception as error:  # noqa: BLE001 - handed to the flow, which decides
+            except Exception as error:
                 failure = _as_flow_error(op, error)
             except BaseException:
                 flow.close()

@@ -114,7 +114,7 @@ def run_coroutine_sync(make: Callable[[], Awaitable[T]]) -> T:
     def runner() -> None:
         try:
             box["value"] = asyncio.run(main())
-        except BaseException as error:  # noqa: BLE001 - handed back to the caller below
+        except BaseException as error:
             failure.append(error)
 
     thread = threading.Thread(target=runner, name="freshtoken-sync-bridge", daemon=True)
@@ -169,7 +169,8 @@ class FunctionSource:
             value = {"access_token": value}
         if value is None:
             raise TokenResponseError(
-                f"the token callable {self._name()} returned None instead of a token (no access_token)",
+                f"the token callable {self._name()} returned None instead of a token "
+                "(no access_token)",
                 field="access_token",
             )
         if isinstance(value, Mapping):
