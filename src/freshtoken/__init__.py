@@ -12,6 +12,7 @@ never reach a log.
     def list_users(token: ft.Token, page: int) -> dict: ...
 """
 
+from ._client_auth import ClientSecretJWT, PrivateKeyJWT
 from ._clock import Clock, SystemClock
 from ._decorators import authenticated
 from ._errors import (
@@ -24,6 +25,13 @@ from ._errors import (
     Unauthorized,
 )
 from ._events import Event, LoggingEvents
+from ._grants import (
+    ClientCredentials,
+    JWTBearerGrant,
+    PasswordGrant,
+    RefreshTokenGrant,
+    TokenExchange,
+)
 from ._manager import TokenManager
 from ._policy import RefreshPolicy
 from ._source import FetchContext, FunctionSource, TokenSource
@@ -33,20 +41,27 @@ from ._token import Token
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClientCredentials",
+    "ClientSecretJWT",
     "Clock",
     "ConfigurationError",
     "Event",
     "FetchContext",
     "FreshTokenError",
     "FunctionSource",
+    "JWTBearerGrant",
     "LoggingEvents",
     "OAuthError",
+    "PasswordGrant",
+    "PrivateKeyJWT",
     "RefreshPolicy",
+    "RefreshTokenGrant",
     "SharedFetcher",
     "Store",
     "SystemClock",
     "Token",
     "TokenEndpointUnavailable",
+    "TokenExchange",
     "TokenManager",
     "TokenRequestError",
     "TokenResponseError",
