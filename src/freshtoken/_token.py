@@ -352,6 +352,15 @@ def parse_token_response(
                 field="expires_in",
             )
         expires_at = now + seconds
+        # A JWT's own exp may come earlier than ``now + expires_in``: servers round iat down to
+        # the second (oidc-provider) or count from before the request. The earlier one wins, so
+        # a strict resource server never sees a token past its exp.
+        try:
+            from_jwt = _jwt_expiry(access_token, now, server_date)
+        except TokenResponseError:
+            from_jwt = None  # a malformed exp is ignored when expires_in says enough
+        if from_jwt is not None and from_jwt[0] < expires_at:
+            expires_at, skew = max(now, from_jwt[0]), from_jwt[1]
     else:
         from_jwt = _jwt_expiry(access_token, now, server_date)
         if from_jwt is not None:

@@ -61,6 +61,14 @@ class TestParsingAcceptsWhatServersSend:
         token = parse({"access_token": jwt({"exp": NOW + 120}), "expires_in": 60})
         assert token.lifetime == 60
 
+    def test_a_jwt_exp_earlier_than_expires_in_wins(self) -> None:
+        # oidc-provider rounds iat down to the second and still says expires_in = ttl.
+        token = parse({"access_token": jwt({"iat": NOW - 0.9, "exp": NOW + 2.1}), "expires_in": 3})
+        assert token.expires_at == datetime.fromtimestamp(NOW + 2.1, UTC)
+
+    def test_a_malformed_jwt_exp_is_ignored_when_expires_in_is_given(self) -> None:
+        assert parse({"access_token": jwt({"exp": "soon"}), "expires_in": 3}).lifetime == 3
+
     def test_a_jwt_from_a_skewed_server_lives_its_full_lifetime(self) -> None:
         parsed = parse_token_response(
             {"access_token": jwt({"iat": NOW + 3600, "exp": NOW + 3600 + 300})}, now=NOW

@@ -1,0 +1,1 @@
+"""Interop tests against real third-party authorization servers (see conftest.py, peers.py)."""

@@ -1,0 +1,1 @@
+"""Tests of freshtoken.testing: the local authorization server and the pytest plugin."""
