@@ -183,7 +183,9 @@ def test_jwt_access_tokens_of_a_few_seconds_stay_fresh_across_several_expiries(
     ttl = oidc_provider_peer.access_token_ttl
     client = oidc_provider_peer.basic_client
     events: list[ft.Event] = []
-    grant = ft.ClientCredentials(oidc_provider_peer.token_endpoint, client.client_id, _secret(client))
+    grant = ft.ClientCredentials(
+        oidc_provider_peer.token_endpoint, client.client_id, _secret(client)
+    )
 
     with ft.TokenManager(grant, on_event=events.append) as tokens:
         seen, calls = _keep_fresh_for(tokens, 3.5 * ttl)
@@ -202,7 +204,9 @@ def test_a_jwt_access_token_is_never_served_after_its_exp_claim(
 ) -> None:
     ttl = oidc_provider_peer.access_token_ttl
     client = oidc_provider_peer.basic_client
-    grant = ft.ClientCredentials(oidc_provider_peer.token_endpoint, client.client_id, _secret(client))
+    grant = ft.ClientCredentials(
+        oidc_provider_peer.token_endpoint, client.client_id, _secret(client)
+    )
 
     with ft.TokenManager(grant) as tokens:
         # Ask late in a wall-clock second: the server's iat rounds down by ~0.75 s, so exp comes
@@ -272,9 +276,11 @@ def test_an_unknown_resource_surfaces_as_invalid_target(
 
 def _refresh_grant(
     peer: OidcProviderPeer, client: PeerClient, refresh_token: str
-) -> RefreshTokenGrant:
+) -> ft.RefreshTokenGrant:
     if client.client_secret is None:
-        return ft.RefreshTokenGrant(peer.token_endpoint, refresh_token, client.client_id, auth="none")
+        return ft.RefreshTokenGrant(
+            peer.token_endpoint, refresh_token, client.client_id, auth="none"
+        )
     return ft.RefreshTokenGrant(
         peer.token_endpoint, refresh_token, client.client_id, client.client_secret
     )
