@@ -218,12 +218,7 @@ class Lifecycle:
             remaining = token.expires_at.timestamp() - wall
             if lifetime is not None:
                 remaining = min(remaining, lifetime)
-        refresh_in = token.extra.get("refresh_in")
-        refresh_seconds = (
-            float(refresh_in)
-            if isinstance(refresh_in, int | float) and not isinstance(refresh_in, bool)
-            else None
-        )
+        refresh_seconds = _refresh_in(token.extra.get("refresh_in"))
         sched: Schedule = self.policy.schedule(
             received_at=now,
             remaining=remaining,
@@ -253,3 +248,14 @@ class Lifecycle:
             not_before = min(halfway, entry.hard_at)
         self.failure = Failure(error, count, not_before)
         return self.failure
+
+
+def _refresh_in(value: object) -> float | None:
+    """A response's ``refresh_in`` as seconds, or ``None`` when it is not a usable number (an
+    integer too large for a float, from an untrusted server, is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None

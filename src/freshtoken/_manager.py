@@ -97,8 +97,9 @@ class TokenManager:
         self._monotonic = self._clock.monotonic
         self._life = Lifecycle(self._policy)
         self._lock = threading.Lock()
-        self._random = random.Random()
-        self._flight: Flight | None = None
+        self._flight: Flight | None = (
+            None  # jitter draws use the module-level random: reseeded in forked children
+        )
         self._latest: Token | None = None  # newest token obtained, kept across invalidation
         self._rejected: str | None = None  # fingerprint of the token last invalidated
         self._on_event = on_event
@@ -378,7 +379,7 @@ class TokenManager:
             replaced_usable = previous is not None and previous.usable(started)
             try:
                 entry = self._life.fetch_succeeded(
-                    token, now=now, wall=self._clock.time(), jitter_draw=self._random.random()
+                    token, now=now, wall=self._clock.time(), jitter_draw=random.random()
                 )
             except FreshTokenError as error:
                 flight.resolve(error)
@@ -409,7 +410,7 @@ class TokenManager:
             error = wrapped
         with self._lock:
             now = self._monotonic()
-            failure = self._life.fetch_failed(error, now=now, draw=self._random.random())
+            failure = self._life.fetch_failed(error, now=now, draw=random.random())
             entry = self._life.entry
             serving = entry if entry is not None and entry.usable(now) else None
             flight.resolve(error)

@@ -193,8 +193,8 @@ class _Workers:
             self._idle += 1
             try:
                 while not self._tasks and not self._stopped:
-                    if not self._cond.wait(self._idle_timeout) and not self._tasks:
-                        break
+                    if not self._cond.wait(self._idle_timeout):
+                        break  # idle too long (a task that came just now is still taken below)
                 if self._stopped or not self._tasks:
                     self._threads -= 1
                     return None
@@ -218,7 +218,8 @@ class Scheduler:
     deadline (``when`` on the manager's own monotonic clock; a later call replaces an earlier
     one); ``unregister(manager)`` forgets it (``close()`` does this, so closed managers are never
     woken). ``threaded=False`` runs no thread: :meth:`run_pending` then runs the due refreshes in
-    the calling thread, which is how tests drive it with a fake clock.
+    the calling thread, which is how tests drive it with a fake clock. ``name`` prefixes the
+    threads' names (``freshtoken-scheduler``, ``freshtoken-refresh-worker-N``).
     """
 
     def __init__(
@@ -229,7 +230,9 @@ class Scheduler:
         max_workers: int = MAX_WORKERS,
         worker_idle_timeout: float = WORKER_IDLE_TIMEOUT,
         max_sleep: float = MAX_SLEEP,
+        name: str = "freshtoken",
     ) -> None:
+        self._name = name
         self._clock = clock
         self._threaded = threaded
         self._max_workers = max_workers
@@ -246,7 +249,7 @@ class Scheduler:
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._workers = _Workers(
-            self._max_workers, self._worker_idle_timeout, "freshtoken-refresh-worker"
+            self._max_workers, self._worker_idle_timeout, f"{self._name}-refresh-worker"
         )
 
     # -- the managers' side -----------------------------------------------------------------------
@@ -337,13 +340,15 @@ class Scheduler:
         """Forget managers that were garbage-collected (queued by their weakref callbacks).
 
         The callbacks only append to a deque: they may run in any thread at any moment (even
-        while this thread holds the lock), so they must not take it themselves.
+        while this thread holds the lock), so they must not take it themselves. A queued
+        reference is always the registered one for its key: a reference removed from ``_refs``
+        dies with it and never calls back, and a new manager can only get a collected one's id
+        after that one's callback has run (``register`` drops it first).
         """
         while self._collected:
             ref = self._collected.popleft()
-            if self._refs.get(ref.key) is ref:
-                del self._refs[ref.key]
-                self._schedule.remove(ref.key)
+            self._refs.pop(ref.key, None)
+            self._schedule.remove(ref.key)
 
     def _take_due(self) -> list[Refreshable]:
         with self._cond:
@@ -367,7 +372,7 @@ class Scheduler:
     # -- the thread -----------------------------------------------------------------------------
 
     def _start_thread(self) -> None:
-        thread = threading.Thread(target=self._run, name="freshtoken-scheduler", daemon=True)
+        thread = threading.Thread(target=self._run, name=f"{self._name}-scheduler", daemon=True)
         self._thread = thread
         thread.start()
 
@@ -401,6 +406,6 @@ def _after_fork_in_child() -> None:
         scheduler._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(SCHEDULER.shutdown)
