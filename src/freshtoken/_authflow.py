@@ -114,7 +114,10 @@ def parse_origin(text: str) -> Origin:
         raise ConfigurationError(
             f"origin {text!r} has a path, query or fragment; an origin is scheme://host[:port]"
         )
-    return origin_of(parts.scheme, parts.hostname, port)
+    origin = origin_of(parts.scheme, parts.hostname, port)
+    if not origin[1]:  # "https://." names no host once the root dot is dropped
+        raise ConfigurationError(f"origin {text!r} is not of the form http(s)://host[:port]")
+    return origin
 
 
 def format_origin(origin: Origin) -> str:
@@ -181,7 +184,7 @@ class OriginScope:
                 "or pass allow_insecure_http=True if this network is trusted"
             )
 
-    def admits(self, origin: Origin | None) -> bool:
+    def admits(self, origin: Origin) -> bool:
         """Whether the token may go to ``origin``; the first origin asked about is learned.
 
         Raises :class:`~freshtoken.ConfigurationError` when the origin to be learned is plain
@@ -191,8 +194,6 @@ class OriginScope:
         allowed = self._origins
         if allowed is not None:
             return origin in allowed
-        if origin is None:
-            return False
         self._check_transport(origin)
         with self._lock:
             if self._origins is None:
@@ -414,7 +415,7 @@ def authorize(
     request to an origin the token may not go to is sent as it is, and so is a request made while
     the token is being obtained (a token request through the same client).
     """
-    if _ACQUIRING.get() or not scope.admits(origin):
+    if _ACQUIRING.get() or origin is None or not scope.admits(origin):
         yield Send(None)
         return
     token = yield NEED_TOKEN
@@ -424,7 +425,7 @@ def authorize(
     assert not isinstance(outcome, Token)
     if outcome.status != 401:
         return
-    where = format_origin(origin) if origin is not None else "?"
+    where = format_origin(origin)
     if outcome.sent_authorization() != headers["Authorization"]:
         logger.debug("401 from %s for a request that did not carry the token", where)
         return
@@ -445,9 +446,12 @@ def authorize(
         return
     fresh = yield NEED_TOKEN
     assert isinstance(fresh, Token)
-    if fresh == token:
+    replay = present(fresh, method, url)
+    if fresh.access_token == token.access_token:
         logger.debug(
-            "401 from %s for token %s: no other token to replay with", where, token.fingerprint
+            "401 from %s for token %s: the source gave the same token again; not replayed",
+            where,
+            token.fingerprint,
         )
         return
     logger.debug(
@@ -457,4 +461,4 @@ def authorize(
         fresh.fingerprint,
     )
     outcome.discard()
-    yield Send(present(fresh, method, url))
+    yield Send(replay)

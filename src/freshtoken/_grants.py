@@ -373,7 +373,7 @@ class _HttpGrant:
                 headers,
                 urlencode(form).encode("ascii"),
                 timeout=self._timeout,
-                max_time=ctx.deadline - ctx.clock.monotonic(),
+                max_time=ctx.request_cap,
             )
 
         done = yield from exchange(

@@ -264,7 +264,7 @@ class TokenManager:
                 action = decision.action
                 if action is Action.FETCH or action is Action.USE_AND_REFRESH:
                     self._flight = Flight()
-                    ctx = self._context(self._life.fetch_deadline(now))
+                    ctx = self._context(self._life.fetch_deadline(now), now + self._policy.max_wait)
                 flight = self._flight
             if action is Action.USE:
                 return cast(Token, decision.token)
@@ -284,7 +284,7 @@ class TokenManager:
                 raise outcome
             return cast(Token, outcome)
 
-    def _context(self, deadline: float) -> FetchContext:
+    def _context(self, deadline: float, request_deadline: float) -> FetchContext:
         return FetchContext(
             clock=self._clock,
             policy=self._policy,
@@ -295,6 +295,7 @@ class TokenManager:
             http=self._http,
             async_http=self._async_http,
             rejected=self._rejected,
+            request_deadline=request_deadline,
         )
 
     # -- sync driver ----------------------------------------------------------------------------

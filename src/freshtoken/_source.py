@@ -49,6 +49,11 @@ class FetchContext:
     ``rejected``
         Fingerprint of the token last invalidated after a 401: a shared store holding that token
         must not hand it out again.
+    ``request_deadline``
+        Monotonic time by which a request already sent must have its answer. It may lie past
+        ``deadline``: no new attempt or sleep starts after ``deadline`` (the hard deadline while
+        the current token is usable), but cutting a request in flight there would only turn a
+        slow answer into a failure for the callers now waiting on it.
     """
 
     clock: Clock
@@ -60,6 +65,13 @@ class FetchContext:
     http: httpx.Client | None = None
     async_http: httpx.AsyncClient | None = None
     rejected: str | None = None
+    request_deadline: float | None = None
+
+    @property
+    def request_cap(self) -> float:
+        """Seconds a request sent now may take (see ``request_deadline``)."""
+        end = self.deadline if self.request_deadline is None else self.request_deadline
+        return max(end, self.deadline) - self.clock.monotonic()
 
     def note_skew(self, parsed: ParsedToken) -> Token:
         """Emit ``skew_detected`` when parsing found one; returns the token."""

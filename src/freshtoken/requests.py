@@ -1,0 +1,163 @@
+"""requests integration: ``TokenAuth``, a ``requests.auth.AuthBase``.
+
+::
+
+    import requests
+    from freshtoken.requests import TokenAuth
+
+    session = requests.Session()
+    session.auth = TokenAuth(tokens)
+    session.get("https://api.example.com/users")
+
+Every request gets a fresh token; a 401 for it invalidates that token and replays the request once
+with a new one (when its body is in memory), through the same connection adapter, the way requests'
+own ``HTTPDigestAuth`` answers a challenge: from a response hook, reading and closing the first
+response and putting it in the replay's ``history``. The decisions live in
+:mod:`freshtoken._authflow`.
+
+Redirects: requests applies the auth once per request, not per redirect hop, and its
+``rebuild_auth`` strips ``Authorization`` when a redirect changes host, port or scheme (an
+http→https upgrade on default ports excepted). Our response hook does run on every hop, but only
+acts on a 401 to a request that carried the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+try:
+    import requests
+    from requests.auth import AuthBase
+    from requests.cookies import extract_cookies_to_jar
+except ImportError as error:
+    raise ImportError(
+        "freshtoken.requests needs the requests library: pip install 'freshtoken[requests]'"
+    ) from error
+
+from ._authflow import (
+    Flow,
+    OriginScope,
+    Outcome,
+    Send,
+    authorize,
+    origin_from_url,
+    replayable,
+    token_sync,
+)
+from ._errors import ConfigurationError
+from ._manager import TokenManager
+from ._token import Token
+
+__all__ = ["TokenAuth"]
+
+
+class _Outcome:
+    """What the flow asks about a requests response (see ``_authflow.Outcome``)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    def www_authenticate(self) -> str | None:
+        # requests (urllib3) joins repeated headers with ", ".
+        return self._response.headers.get("www-authenticate")
+
+    def sent_authorization(self) -> str | None:
+        return self._response.request.headers.get("authorization")
+
+    def body_replayable(self) -> bool:
+        return replayable(self._response.request.body)
+
+    def discard(self) -> None:
+        # Read the rest and release the connection, so the replay can reuse it.
+        _ = self._response.content
+        self._response.close()
+
+
+class TokenAuth(AuthBase):
+    """Authenticate requests with the tokens of ``manager`` (``session.auth = TokenAuth(...)``).
+
+    ``origins``: the ``scheme://host[:port]`` origins the token may be sent to (default: the
+    origin of the first request this auth sees). Requests to other origins go out without a
+    token. ``allow_insecure_http``: allow plain ``http://`` origins other than loopback.
+
+    Safe to share between threads (a ``requests.Session`` is not, but this auth is).
+    """
+
+    def __init__(
+        self,
+        manager: TokenManager,
+        *,
+        origins: Iterable[str] | str | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        if not isinstance(manager, TokenManager):
+            raise ConfigurationError(
+                f"TokenAuth needs a freshtoken.TokenManager, got {type(manager).__name__}"
+            )
+        self._manager = manager
+        self._scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
+
+    @property
+    def manager(self) -> TokenManager:
+        return self._manager
+
+    @property
+    def origins(self) -> frozenset[str] | None:
+        """The origins the token goes to (``None`` until the first request, when not given)."""
+        return self._scope.origins
+
+    def __repr__(self) -> str:
+        return f"<freshtoken.requests.TokenAuth {self._manager!r} origins={self._scope.origins}>"
+
+    def _next_send(self, flow: Flow, reply: Token | Outcome | None) -> Send:
+        """Advance the flow to its next Send, answering token requests on the way."""
+        step = next(flow) if reply is None else flow.send(reply)
+        while not isinstance(step, Send):
+            step = flow.send(token_sync(self._manager))
+        return step
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = r.url or ""
+        flow = authorize(self._manager, self._scope, origin_from_url(url), r.method or "GET", url)
+        step = self._next_send(flow, None)
+        if step.headers is None:
+            flow.close()
+            return r
+        for name, value in step.headers.items():
+            r.headers[name] = value
+        r.hooks["response"].append(functools.partial(self._on_response, flow))
+        return r
+
+    def _on_response(self, flow: Flow, r: requests.Response, **kwargs: Any) -> requests.Response:
+        """Response hook: replay once after a 401 for the token, when the flow says so.
+
+        requests runs it for every redirect hop too; the flow has ended by then and the hop's
+        response is returned as it is.
+        """
+        try:
+            step = self._next_send(flow, _Outcome(r))
+        except StopIteration:
+            return r
+        prep = r.request.copy()
+        jar = getattr(prep, "_cookies", None)
+        if jar is not None:  # keep cookies the 401 set, as HTTPDigestAuth does
+            extract_cookies_to_jar(jar, r.request, r.raw)  # type: ignore[no-untyped-call]
+            prep.prepare_cookies(jar)
+        assert step.headers is not None  # a replay always carries the new token
+        for name, value in step.headers.items():
+            prep.headers[name] = value
+        replayed: requests.Response = r.connection.send(prep, **kwargs)
+        replayed.history.append(r)
+        replayed.request = prep
+        with contextlib.suppress(StopIteration):  # the flow ends after the replay
+            self._next_send(flow, _Outcome(replayed))
+        return replayed
