@@ -25,6 +25,7 @@ from ._errors import (
     Unauthorized,
 )
 from ._events import Event, LoggingEvents
+from ._filestore import FileStore
 from ._grants import (
     ClientCredentials,
     JWTBearerGrant,
@@ -33,6 +34,7 @@ from ._grants import (
     TokenExchange,
 )
 from ._manager import TokenManager
+from ._memorystore import MemoryStore
 from ._policy import RefreshPolicy
 from ._source import FetchContext, FunctionSource, TokenSource
 from ._store import SharedFetcher, Store
@@ -47,10 +49,12 @@ __all__ = [
     "ConfigurationError",
     "Event",
     "FetchContext",
+    "FileStore",
     "FreshTokenError",
     "FunctionSource",
     "JWTBearerGrant",
     "LoggingEvents",
+    "MemoryStore",
     "OAuthError",
     "PasswordGrant",
     "PrivateKeyJWT",

@@ -48,9 +48,11 @@ def _json_safe(extra: Mapping[str, object]) -> dict[str, Any]:
 def _timestamp(value: object, name: str, *, optional: bool = False) -> datetime | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise UnreadableRecord(f"the record's {name} is not a timestamp")
     try:
+        if not math.isfinite(value):  # OverflowError for an int too large for a float
+            raise UnreadableRecord(f"the record's {name} is not a timestamp")
         return datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
         raise UnreadableRecord(f"the record's {name} is out of range") from None

@@ -17,8 +17,9 @@ jittered). The fetcher then gives it the stored token if that is one the manager
 otherwise the manager wants a *newer* token, so the fetcher takes the lease, loads once more (a
 token fetched by someone else in the meantime is used, not fetched again), and only then fetches,
 saves, and releases. Managers that find the lease taken keep serving their still-usable token and
-poll (with backoff) until the holder's token lands; a holder that crashed loses its lease when the
-lease's time runs out, and the next one takes over.
+poll (with backoff) until the holder's token lands, past their own token's hard deadline if need
+be (their callers then wait for it as for any fetch, up to ``policy.max_wait``); a holder that
+crashed loses its lease when the lease's time runs out, and the next one takes over.
 
 A store that fails (Redis down, a disk error) never fails the caller: the fetcher reports
 ``store_unavailable``, fetches locally, and leaves the store alone for a while (exponential backoff
@@ -303,6 +304,11 @@ class LeaseFetcher:
         clock = ctx.clock
         phase = Phase.LOOKING
         attempt = 0
+        # Waiting for another holder's token is not a retry against the endpoint: it may outlast
+        # a refresh's deadline (the token's hard deadline), since callers then wait on this very
+        # fetch, and is bounded like any wait of a caller (policy.max_wait). The holder itself is
+        # bounded by the lease time, after which this fetcher takes over.
+        wait_until = max(ctx.deadline, clock.monotonic() + ctx.policy.max_wait)
         stored = yield from self._load(ctx)
         while True:
             choice = decide(
@@ -310,7 +316,7 @@ class LeaseFetcher:
                 phase,
                 wall=clock.time(),
                 now=clock.monotonic(),
-                deadline=ctx.deadline,
+                deadline=wait_until,
                 policy=ctx.policy,
                 current=ctx.current,
                 rejected=ctx.rejected,
@@ -331,7 +337,7 @@ class LeaseFetcher:
             if choice is Choice.WAIT:
                 now = clock.monotonic()
                 delay = poll_delay(
-                    attempt, now=now, deadline=ctx.deadline, draw=self._random.random()
+                    attempt, now=now, deadline=wait_until, draw=self._random.random()
                 )
                 attempt += 1
                 yield Sleep(delay)
