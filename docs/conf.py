@@ -4,7 +4,7 @@ from __future__ import annotations
 
 project = "freshtoken"
 author = "freshtoken maintainers"
-copyright = "2026, freshtoken maintainers"  # noqa: A001
+copyright = "2026, freshtoken maintainers"
 release = "0.1.0"
 
 extensions = ["myst_parser", "sphinx.ext.autodoc"]

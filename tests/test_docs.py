@@ -32,4 +32,4 @@ def runnable_blocks() -> list[tuple[str, int, str]]:
 )
 def test_documentation_example_runs(document: str, number: int, code: str) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{document}_{number}"}
-    exec(compile(code, f"{document}#{number}", "exec"), namespace)  # noqa: S102
+    exec(compile(code, f"{document}#{number}", "exec"), namespace)

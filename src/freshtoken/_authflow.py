@@ -101,6 +101,8 @@ def parse_origin(text: str) -> Origin:
         raise ConfigurationError(
             f"origins must be strings like 'https://api.example.com', got {type(text).__name__}"
         )
+    if "@" in text:  # checked first: the messages below quote the text, and this may be a password
+        raise ConfigurationError("an origin must not carry credentials (user:password@)")
     try:
         parts = urlsplit(text.strip())
         port = parts.port
@@ -108,8 +110,6 @@ def parse_origin(text: str) -> Origin:
         raise ConfigurationError(f"origin {text!r} has an invalid port") from None
     if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
         raise ConfigurationError(f"origin {text!r} is not of the form http(s)://host[:port]")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("an origin must not carry credentials (user:password@)")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigurationError(
             f"origin {text!r} has a path, query or fragment; an origin is scheme://host[:port]"

@@ -205,6 +205,16 @@ def _number(value: object, field_name: str) -> float:
     return number
 
 
+def _finite(value: object) -> bool:
+    """True for an int or float that is a finite float (an int too large for one is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _optional_string(data: Mapping[str, object], name: str) -> str | None:
     value = data.get(name)
     if value is None:
@@ -287,7 +297,7 @@ def _jwt_expiry(
         raise TokenResponseError("the JWT exp claim is negative", field="exp")
     iat = claims.get("iat")
     server_now: float | None = None
-    if isinstance(iat, int | float) and not isinstance(iat, bool) and math.isfinite(iat):
+    if isinstance(iat, int | float) and _finite(iat):
         server_now = float(iat)
     elif server_date is not None:
         server_now = server_date
