@@ -66,68 +66,128 @@ def _after_error(
     manager.invalidate(_rejected_token(error, token))
 
 
+_TEMPLATE = """\
+{async_}def {name}({params}):
+    _ft_m = {manager}
+    _ft_t = {await_}_ft_m.{get}()
+    try:
+        return {await_}_ft_fn({head}_ft_t, {call})
+    except Exception as _ft_e:
+        _ft_after(_ft_e, _ft_m, _ft_t, _ft_retry_if)
+    return {await_}_ft_fn({head}{await_}_ft_m.{get}(), {call})
+"""
+
+
+def _forwarding(fn: Callable[..., Any], skip: int) -> tuple[str, str, dict[str, object]] | None:
+    """(parameter list, call arguments, defaults) mirroring ``fn`` minus its first ``skip``
+    parameters, or ``None`` when the signature cannot be mirrored exactly.
+
+    A wrapper with the exact signature costs almost nothing per call on CPython 3.11+, where a
+    ``*args, **kwargs`` wrapper costs several hundred nanoseconds of packing and unpacking.
+    """
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if len(parameters) < skip or any(
+        p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters[:skip]
+    ):
+        return None
+    params: list[str] = []
+    call: list[str] = []
+    defaults: dict[str, object] = {}
+    star_seen = False
+    last_positional_only = -1
+    for p in parameters[skip:]:
+        if p.name.startswith("_ft_"):
+            return None
+        text = p.name
+        if p.default is not p.empty:
+            defaults[f"_ft_d{len(defaults)}"] = p.default
+            text += f"=_ft_d{len(defaults) - 1}"
+        if p.kind is p.POSITIONAL_ONLY:
+            last_positional_only = len(params)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            call.append(p.name)
+        elif p.kind is p.VAR_POSITIONAL:
+            star_seen = True
+            text = f"*{p.name}"
+            call.append(text)
+        elif p.kind is p.KEYWORD_ONLY:
+            if not star_seen:
+                params.append("*")
+                star_seen = True
+            call.append(f"{p.name}={p.name}")
+        else:
+            text = f"**{p.name}"
+            call.append(text)
+        params.append(text)
+    if last_positional_only >= 0:
+        params.insert(last_positional_only + 1, "/")
+    return ", ".join(params), ", ".join(call), defaults
+
+
+def _build(
+    fn: Callable[..., Any],
+    *,
+    method: bool,
+    manager: TokenManager | None,
+    manager_of: Callable[[object], TokenManager] | None,
+    retry_if: RetryIf | None,
+) -> Callable[..., Any]:
+    """Generate the wrapper: sync or async (decided once, here), function or method.
+
+    One template serves all four shapes, so the 401 path is written once.
+    """
+    is_async = inspect.iscoroutinefunction(fn)
+    mirrored = _forwarding(fn, 2 if method else 1)
+    defaults: dict[str, object] = {}
+    if mirrored is None:
+        params = call = "*args, **kwargs"
+    else:
+        params, call, defaults = mirrored
+    self_name = "self"
+    if method:
+        if mirrored is not None:
+            self_name = next(iter(inspect.signature(fn).parameters))
+        params = f"{self_name}, {params}" if params else self_name
+    source = _TEMPLATE.format(
+        async_="async " if is_async else "",
+        await_="await " if is_async else "",
+        get="aget" if is_async else "get",
+        name="wrapper",
+        params=params,
+        manager=f"_ft_manager_of({self_name})" if method else "_ft_manager",
+        head=f"{self_name}, " if method else "",
+        call=call,
+    )
+    namespace: dict[str, object] = {
+        "_ft_fn": fn,
+        "_ft_manager": manager,
+        "_ft_manager_of": manager_of,
+        "_ft_after": _after_error,
+        "_ft_retry_if": retry_if,
+        **defaults,
+    }
+    label = getattr(fn, "__qualname__", type(fn).__qualname__)
+    exec(compile(source, f"<freshtoken wrapper of {label}>", "exec"), namespace)  # noqa: S102 - the source is built from the function's own parameter names
+    return functools.wraps(fn)(cast("Callable[..., Any]", namespace["wrapper"]))
+
+
 def wrap_function(
     fn: Callable[..., Any], manager: TokenManager, retry_if: RetryIf | None
 ) -> Callable[..., Any]:
-    """The wrapper for a function taking the token as its first argument.
-
-    The hot path is one ``get()`` and one call: no lookups, no argument reshuffling.
-    """
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = await manager.aget()
-            try:
-                return await fn(token, *args, **kwargs)
-            except Exception as error:
-                _after_error(error, manager, token, retry_if)
-            return await fn(await manager.aget(), *args, **kwargs)
-
-        return async_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = manager.get()
-        try:
-            return fn(token, *args, **kwargs)
-        except Exception as error:
-            _after_error(error, manager, token, retry_if)
-        return fn(manager.get(), *args, **kwargs)
-
-    return wrapper
+    """The wrapper for a function taking the token as its first argument."""
+    return _build(fn, method=False, manager=manager, manager_of=None, retry_if=retry_if)
 
 
 def wrap_method(
     fn: Callable[..., Any], attribute: str, retry_if: RetryIf | None
 ) -> Callable[..., Any]:
     """The wrapper for a method taking the token after ``self``; the manager is self.<attribute>."""
-    manager_of = _method_manager(attribute)
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            manager = manager_of(self)
-            token = await manager.aget()
-            try:
-                return await fn(self, token, *args, **kwargs)
-            except Exception as error:
-                _after_error(error, manager, token, retry_if)
-            return await fn(self, await manager.aget(), *args, **kwargs)
-
-        return async_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        manager = manager_of(self)
-        token = manager.get()
-        try:
-            return fn(self, token, *args, **kwargs)
-        except Exception as error:
-            _after_error(error, manager, token, retry_if)
-        return fn(self, manager.get(), *args, **kwargs)
-
-    return wrapper
+    return _build(
+        fn, method=True, manager=None, manager_of=_method_manager(attribute), retry_if=retry_if
+    )
 
 
 def _method_manager(attribute: str) -> Callable[[object], TokenManager]:

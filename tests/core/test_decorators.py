@@ -199,3 +199,84 @@ def test_aiohttp_style_status_errors_mean_401() -> None:
     info = aiohttp.RequestInfo(URL("https://x"), "GET", CIMultiDictProxy(CIMultiDict()))
     assert means_unauthorized(aiohttp.ClientResponseError(info, (), status=401))
     assert not means_unauthorized(aiohttp.ClientResponseError(info, (), status=403))
+
+
+class TestSignatures:
+    """The wrapper mirrors the decorated signature (minus the token), so calls cost no packing."""
+
+    def test_every_kind_of_parameter_is_forwarded(
+        self, make_manager: Make, source: CountingSource
+    ) -> None:
+        tokens = make_manager(source)
+
+        @tokens.authenticated
+        def call(
+            token: ft.Token,
+            a: int,
+            /,
+            b: int,
+            c: int = 3,
+            *rest: int,
+            d: int,
+            e: int = 5,
+            **kw: int,
+        ) -> tuple[object, ...]:
+            return (token.access_token, a, b, c, rest, d, e, kw)
+
+        assert call(1, 2, d=4) == ("token-1", 1, 2, 3, (), 4, 5, {})
+        assert call(1, b=2, d=4, e=6, z=7) == ("token-1", 1, 2, 3, (), 4, 6, {"z": 7})
+        assert call(1, 2, 9, 10, 11, d=4) == ("token-1", 1, 2, 9, (10, 11), 4, 5, {})
+        with pytest.raises(TypeError, match="'d'"):
+            call(1, 2)  # type: ignore[call-arg]
+
+    def test_keyword_only_without_star_args(
+        self, make_manager: Make, source: CountingSource
+    ) -> None:
+        tokens = make_manager(source)
+
+        @tokens.authenticated
+        async def call(token: ft.Token, *, page: int = 1) -> str:
+            return f"{token.access_token}:{page}"
+
+        assert asyncio.run(call(page=2)) == "token-1:2"
+        with pytest.raises(TypeError):
+            asyncio.run(call(2))  # type: ignore[call-arg]
+
+    def test_methods_keep_their_own_self_name(
+        self, make_manager: Make, source: CountingSource
+    ) -> None:
+        class Client:
+            def __init__(this, tokens: ft.TokenManager) -> None:
+                this.tokens = tokens
+
+            @ft.authenticated
+            def get(this, token: ft.Token, path: str = "/") -> str:
+                return f"{path}:{token.access_token}"
+
+        assert Client(make_manager(source)).get() == "/:token-1"
+        assert Client(make_manager(source)).get(path="/x") == "/x:token-2"
+
+    def test_signatures_that_cannot_be_mirrored_fall_back_to_forwarding_everything(
+        self, make_manager: Make, source: CountingSource
+    ) -> None:
+        tokens = make_manager(source)
+
+        @tokens.authenticated
+        def clashing(token: ft.Token, _ft_t: int) -> int:
+            return _ft_t
+
+        assert clashing(7) == 7
+        assert clashing(_ft_t=8) == 8
+
+        class Callable_:
+            def __call__(self, token: ft.Token, x: int) -> int:
+                return x
+
+        wrapped = tokens.authenticated(Callable_())
+        assert wrapped(3) == 3
+
+        @tokens.authenticated
+        def no_parameters(*args: object) -> tuple[object, ...]:
+            return args
+
+        assert no_parameters(1)[1] == 1
