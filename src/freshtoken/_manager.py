@@ -102,6 +102,7 @@ class TokenManager:
         )
         self._latest: Token | None = None  # newest token obtained, kept across invalidation
         self._rejected: str | None = None  # fingerprint of the token last invalidated
+        self._rejected_at: float | None = None  # when (wall), until a token is obtained after it
         self._on_event = on_event
         self._http = http
         self._async_http = async_http
@@ -153,6 +154,7 @@ class TokenManager:
             dropped = self._life.invalidate(token)
             if dropped:
                 self._rejected = token.fingerprint
+                self._rejected_at = self._clock.time()
         if dropped:
             self._emit("invalidated", token.fingerprint)
         return dropped
@@ -295,6 +297,7 @@ class TokenManager:
             http=self._http,
             async_http=self._async_http,
             rejected=self._rejected,
+            rejected_at=self._rejected_at,
             request_deadline=request_deadline,
         )
 
@@ -388,6 +391,7 @@ class TokenManager:
             else:
                 arrived_dead = None
                 self._latest = token
+                self._rejected_at = None
                 flight.resolve(token)
         if arrived_dead is not None:
             self._emit("failed", token.fingerprint, duration=now - started, error=arrived_dead)

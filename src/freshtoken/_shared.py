@@ -123,11 +123,16 @@ def decide(
     policy: RefreshPolicy,
     current: Token | None,
     rejected: str | None,
+    rejected_at: float | None = None,
 ) -> Choice:
     """What to do with the token ``stored`` (just loaded), in ``phase``, at ``wall``/``now``.
 
     ``current`` is the token the manager already has, ``rejected`` the fingerprint of the one it
     invalidated after a 401, ``deadline`` (monotonic, like ``now``) when waiting must end.
+    ``rejected_at`` (wall time of that 401) rules out every stored token issued before it: the
+    401 may come from a revocation that killed the store's newer token too (a key rotation, a
+    "revoke all sessions"), and replaying with it would earn a second 401. The price is at most
+    one extra fetch per 401.
 
     A stored token is *news* when it is usable (not rejected, before its hard deadline) and not
     the one the manager has: the manager takes it even when it is stale, since it will refresh it
@@ -136,6 +141,7 @@ def decide(
     usable = (
         stored is not None
         and stored.fingerprint != rejected
+        and (rejected_at is None or stored.issued_at.timestamp() > rejected_at)
         and wall < hard_deadline(stored, policy)
     )
     news = usable and (current is None or current.access_token != stored.access_token)  # type: ignore[union-attr]
@@ -320,6 +326,7 @@ class LeaseFetcher:
                 policy=ctx.policy,
                 current=ctx.current,
                 rejected=ctx.rejected,
+                rejected_at=ctx.rejected_at,
             )
             if choice is Choice.USE:
                 assert stored is not None

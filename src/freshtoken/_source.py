@@ -49,6 +49,9 @@ class FetchContext:
     ``rejected``
         Fingerprint of the token last invalidated after a 401: a shared store holding that token
         must not hand it out again.
+    ``rejected_at``
+        Wall-clock time of that invalidation, until a token is obtained after it: a shared
+        store must not hand out a token issued before it.
     ``request_deadline``
         Monotonic time by which a request already sent must have its answer. It may lie past
         ``deadline``: no new attempt or sleep starts after ``deadline`` (the hard deadline while
@@ -66,6 +69,7 @@ class FetchContext:
     async_http: httpx.AsyncClient | None = None
     rejected: str | None = None
     request_deadline: float | None = None
+    rejected_at: float | None = None
 
     @property
     def request_cap(self) -> float:

@@ -269,6 +269,9 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 LifecycleMachine.TestCase.settings = settings(
-    max_examples=1000, stateful_step_count=60, deadline=None
+    # At least 1,000 runs of 60 steps; more under the nightly profile (tests/conftest.py).
+    max_examples=max(1000, settings().max_examples // 10),
+    stateful_step_count=60,
+    deadline=None,
 )
 test_lifecycle_machine = LifecycleMachine.TestCase

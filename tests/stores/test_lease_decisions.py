@@ -149,3 +149,40 @@ def test_a_failing_store_is_left_alone_for_a_growing_while(fake_clock: FakeClock
 def test_a_lease_time_that_is_not_a_sensible_number_of_seconds_is_refused(value: object) -> None:
     with pytest.raises(ft.ConfigurationError, match="lease_time"):
         check_lease_time(value)
+
+
+def test_after_a_401_a_stored_token_issued_before_it_is_not_trusted(
+    fake_clock: FakeClock,
+) -> None:
+    """A revocation that caused the 401 may have killed the store's newer token too."""
+    stored = token_at(fake_clock, "newer", lifetime=100, age=10)  # issued 10 s ago
+    rejected_at = fake_clock.time() - 5  # the 401 came after it was issued
+    assert (
+        decide(
+            stored,
+            Phase.LOOKING,
+            wall=fake_clock.time(),
+            now=fake_clock.monotonic(),
+            deadline=fake_clock.monotonic() + 5,
+            policy=POLICY,
+            current=None,
+            rejected="someone-else",
+            rejected_at=rejected_at,
+        )
+        is Choice.LEASE
+    )
+    fresh = token_at(fake_clock, "fetched-after", lifetime=100, age=1)  # issued after the 401
+    assert (
+        decide(
+            fresh,
+            Phase.LOOKING,
+            wall=fake_clock.time(),
+            now=fake_clock.monotonic(),
+            deadline=fake_clock.monotonic() + 5,
+            policy=POLICY,
+            current=None,
+            rejected="someone-else",
+            rejected_at=rejected_at,
+        )
+        is Choice.USE
+    )
