@@ -461,4 +461,15 @@ def authorize(
         fresh.fingerprint,
     )
     outcome.discard()
-    yield Send(replay)
+    final = yield Send(replay)
+    assert not isinstance(final, Token)
+    if final.status == 401 and token_refused(401, final.www_authenticate()):
+        # The second 401 goes back to the caller (one replay only), but the token it refused is
+        # dropped too, so the next request fetches instead of earning the same 401. This happens
+        # when one event revoked both tokens (a revocation of every token of the client).
+        manager.invalidate(fresh)
+        logger.debug(
+            "401 from %s for the replayed token %s too: invalidated, returned as it is",
+            where,
+            fresh.fingerprint,
+        )

