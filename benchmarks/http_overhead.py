@@ -34,6 +34,7 @@ import statistics
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -464,6 +465,16 @@ class Herd:
     token_requests: int = 0
     lifetimes: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def record(self, outcome: int | BaseException) -> bool:
+        """Count a call's outcome (a status code or the exception); True when it succeeded."""
+        if outcome == 200:
+            return True
+        self.errors[
+            type(outcome).__name__ if isinstance(outcome, BaseException) else f"HTTP {outcome}"
+        ] += 1
+        return False
 
     def row(self) -> str:
         ordered = sorted(self.latencies) or [0.0]
@@ -492,9 +503,11 @@ def herd_threads(
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                ok = call() == 200
-            except Exception:
-                ok = False
+                outcome: int | BaseException = call()
+            except Exception as error:
+                outcome = error
+            with lock:
+                ok = herd.record(outcome)
             latencies.append(time.perf_counter() - started)
             failed += not ok
             time.sleep(pace)
@@ -520,9 +533,10 @@ def herd_tasks(
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                ok = await acall() == 200
-            except Exception:
-                ok = False
+                outcome: int | BaseException = await acall()
+            except Exception as error:
+                outcome = error
+            ok = herd.record(outcome)
             herd.latencies.append(time.perf_counter() - started)
             herd.calls += 1
             herd.failed += not ok
@@ -585,6 +599,9 @@ def herds(bench: Bench, args: argparse.Namespace) -> None:
     )
     for herd in results:
         print(herd.row())
+    failures = [f"{h.library} / {h.name}: {dict(h.errors)}" for h in results if h.errors]
+    if failures:
+        print("\nfailed calls by cause: " + "; ".join(failures))
 
 
 def main() -> None:
