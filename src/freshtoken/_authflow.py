@@ -204,6 +204,45 @@ class OriginScope:
             return origin in self._origins
 
 
+class Authenticator:
+    """What every integration holds: the manager, and the origins its token may go to.
+
+    ``origins``: the ``scheme://host[:port]`` origins the token may be sent to (default: the
+    origin of the first request seen). Requests to other origins go out without a token.
+    ``allow_insecure_http``: allow plain ``http://`` origins other than loopback.
+    """
+
+    def __init__(
+        self,
+        manager: TokenManager,
+        *,
+        origins: Iterable[str] | str | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        from ._manager import TokenManager
+
+        if not isinstance(manager, TokenManager):
+            raise ConfigurationError(
+                f"{type(self).__name__} needs a freshtoken.TokenManager, "
+                f"got {type(manager).__name__}"
+            )
+        self._manager = manager
+        self._scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
+
+    @property
+    def manager(self) -> TokenManager:
+        return self._manager
+
+    @property
+    def origins(self) -> frozenset[str] | None:
+        """The origins the token goes to (``None`` until the first request, when not given)."""
+        return self._scope.origins
+
+    def __repr__(self) -> str:
+        name = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"<{name} {self._manager!r} origins={self._scope.origins}>"
+
+
 # -- presenting a token ------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ except ImportError as error:
     ) from error
 
 from ._authflow import (
-    OriginScope,
+    Authenticator,
     Outcome,
     Send,
     authorize,
@@ -42,7 +42,6 @@ from ._authflow import (
     replayable,
     token_async,
 )
-from ._errors import ConfigurationError
 from ._manager import TokenManager
 from ._token import Token
 
@@ -79,26 +78,8 @@ class _Outcome:
         self._response.release()
 
 
-class TokenMiddleware:
+class TokenMiddleware(Authenticator):
     """The middleware :func:`token_middleware` makes (a callable, like aiohttp's own)."""
-
-    __slots__ = ("_manager", "_scope")
-
-    def __init__(self, manager: TokenManager, scope: OriginScope) -> None:
-        self._manager = manager
-        self._scope = scope
-
-    @property
-    def manager(self) -> TokenManager:
-        return self._manager
-
-    @property
-    def origins(self) -> frozenset[str] | None:
-        """The origins the token goes to (``None`` until the first request, when not given)."""
-        return self._scope.origins
-
-    def __repr__(self) -> str:
-        return f"<freshtoken.aiohttp.TokenMiddleware {self._manager!r} origins={self.origins}>"
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
@@ -135,8 +116,4 @@ def token_middleware(
     Pass it to ``aiohttp.ClientSession(middlewares=(...,))`` or to one request's
     ``middlewares=``. One middleware may serve several sessions.
     """
-    if not isinstance(manager, TokenManager):
-        raise ConfigurationError(
-            f"token_middleware needs a freshtoken.TokenManager, got {type(manager).__name__}"
-        )
-    return TokenMiddleware(manager, OriginScope(origins, allow_insecure_http=allow_insecure_http))
+    return TokenMiddleware(manager, origins=origins, allow_insecure_http=allow_insecure_http)

@@ -21,13 +21,13 @@ it back, and it only replays after a 401 to a request that carried the token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
 from ._authflow import (
+    Authenticator,
     Flow,
-    OriginScope,
     Outcome,
     Send,
     authorize,
@@ -36,8 +36,6 @@ from ._authflow import (
     token_async,
     token_sync,
 )
-from ._errors import ConfigurationError
-from ._manager import TokenManager
 from ._token import Token
 
 __all__ = ["TokenAuth"]
@@ -75,7 +73,7 @@ class _Outcome:
         """httpx reads and closes the first response itself before sending the replay."""
 
 
-class TokenAuth(httpx.Auth):
+class TokenAuth(Authenticator, httpx.Auth):
     """Authenticate httpx requests with the tokens of ``manager``.
 
     ``origins``: the ``scheme://host[:port]`` origins the token may be sent to (default: the
@@ -85,32 +83,6 @@ class TokenAuth(httpx.Auth):
     One instance serves any number of ``httpx.Client`` and ``httpx.AsyncClient`` objects, threads
     and tasks at once.
     """
-
-    def __init__(
-        self,
-        manager: TokenManager,
-        *,
-        origins: Iterable[str] | str | None = None,
-        allow_insecure_http: bool = False,
-    ) -> None:
-        if not isinstance(manager, TokenManager):
-            raise ConfigurationError(
-                f"TokenAuth needs a freshtoken.TokenManager, got {type(manager).__name__}"
-            )
-        self._manager = manager
-        self._scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
-
-    @property
-    def manager(self) -> TokenManager:
-        return self._manager
-
-    @property
-    def origins(self) -> frozenset[str] | None:
-        """The origins the token goes to (``None`` until the first request, when not given)."""
-        return self._scope.origins
-
-    def __repr__(self) -> str:
-        return f"<freshtoken.httpx.TokenAuth {self._manager!r} origins={self._scope.origins}>"
 
     def _flow(self, request: httpx.Request) -> Flow:
         url = request.url

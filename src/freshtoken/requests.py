@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable
 from typing import Any
 
 try:
@@ -38,8 +37,8 @@ except ImportError as error:
     ) from error
 
 from ._authflow import (
+    Authenticator,
     Flow,
-    OriginScope,
     Outcome,
     Send,
     authorize,
@@ -47,8 +46,6 @@ from ._authflow import (
     replayable,
     token_sync,
 )
-from ._errors import ConfigurationError
-from ._manager import TokenManager
 from ._token import Token
 
 __all__ = ["TokenAuth"]
@@ -82,7 +79,7 @@ class _Outcome:
         self._response.close()
 
 
-class TokenAuth(AuthBase):
+class TokenAuth(Authenticator, AuthBase):
     """Authenticate requests with the tokens of ``manager`` (``session.auth = TokenAuth(...)``).
 
     ``origins``: the ``scheme://host[:port]`` origins the token may be sent to (default: the
@@ -91,32 +88,6 @@ class TokenAuth(AuthBase):
 
     Safe to share between threads (a ``requests.Session`` is not, but this auth is).
     """
-
-    def __init__(
-        self,
-        manager: TokenManager,
-        *,
-        origins: Iterable[str] | str | None = None,
-        allow_insecure_http: bool = False,
-    ) -> None:
-        if not isinstance(manager, TokenManager):
-            raise ConfigurationError(
-                f"TokenAuth needs a freshtoken.TokenManager, got {type(manager).__name__}"
-            )
-        self._manager = manager
-        self._scope = OriginScope(origins, allow_insecure_http=allow_insecure_http)
-
-    @property
-    def manager(self) -> TokenManager:
-        return self._manager
-
-    @property
-    def origins(self) -> frozenset[str] | None:
-        """The origins the token goes to (``None`` until the first request, when not given)."""
-        return self._scope.origins
-
-    def __repr__(self) -> str:
-        return f"<freshtoken.requests.TokenAuth {self._manager!r} origins={self._scope.origins}>"
 
     def _next_send(self, flow: Flow, reply: Token | Outcome | None) -> Send:
         """Advance the flow to its next Send, answering token requests on the way."""
