@@ -177,19 +177,19 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_the_seed_pattern_keeps_presenting_its_expired_token() -> None:
     logged: list[object] = []
-    with AuthorizationServer(token_lifetime=1.0) as server:
+    with AuthorizationServer(token_lifetime=2.0) as server:
         client = server.add_client(auth_methods=("client_secret_post",))
         api = SeedAPI(
             server.base_url,
             client.client_id,
             client.client_secret or "",
             token_url=server.token_url,
-            lifetime=1.0,
+            lifetime=2.0,
             log=logged.append,
         )
         try:
             api.someRequest()  # fine while the first token lives
-            time.sleep(1.05)  # a real 1-second token against the real server
+            time.sleep(2.05)  # a real 2-second token against the real server
             for _ in range(2):
                 with pytest.raises(requests.HTTPError) as caught:
                     api.someRequest()

@@ -192,7 +192,10 @@ def test_jwt_access_tokens_of_a_few_seconds_stay_fresh_across_several_expiries(
 
     fetches = [event for event in events if event.kind in {"fetched", "refreshed"}]
     assert len(seen) >= 3  # the first token and at least two replacements after expiries
-    assert len(fetches) == len(seen)  # every fetch was served; none wasted
+    # Every fetch was served, none wasted; the loop may stop while the last background refresh
+    # is in flight, so that one token can land after the last call.
+    assert len(seen) <= len(fetches) <= len(seen) + 1
+    assert [event.fingerprint for event in fetches[: len(seen)]] == [t.fingerprint for t in seen]
     assert len(fetches) <= calls // 3  # tokens are reused, not fetched per call
     assert not [event for event in events if event.kind == "failed"]
     expiries = [unverified_claims(token.access_token)["exp"] for token in seen]

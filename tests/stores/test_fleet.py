@@ -132,8 +132,8 @@ def test_a_lease_holder_killed_mid_fetch_is_replaced_within_the_lease_time(
     takeovers = sorted(start for report in reports for start, _, _ in report.fetches)
     takeover = next(start for start in takeovers if start > hung_at)
     # Another worker takes over once the lease runs out: within the lease time, plus one poll
-    # interval (at most 0.2 s) and scheduling slack on a busy machine.
-    assert takeover - hung_at <= lease_time + 1.0, (hung_at, takeovers)
+    # interval (at most 0.2 s) and scheduling slack on a busy 2-core machine (6 processes).
+    assert takeover - hung_at <= lease_time + 2.0, (hung_at, takeovers)
 
 
 def test_redis_stopped_and_restarted_mid_run_fails_no_call(

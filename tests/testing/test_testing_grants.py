@@ -71,7 +71,7 @@ def test_rs256_and_float_lifetime(http: httpx.Client) -> None:
         assert body["expires_in"] == 1.5
         key = jwt.PyJWK(http.get(server.jwks_url).json()["keys"][0])
         claims = jwt.decode(
-            body["access_token"], key, algorithms=["RS256"], audience=server.audience
+            body["access_token"], key, algorithms=["RS256"], audience=server.audience, leeway=60
         )
         assert claims["exp"] - claims["iat"] == pytest.approx(1.5, abs=0.002)
 
