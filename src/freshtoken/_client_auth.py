@@ -206,6 +206,11 @@ class ClientAuth:
     def __repr__(self) -> str:
         return f"ClientAuth({self.name!r})"
 
+    def secrets(self) -> tuple[str, ...]:
+        """The secret this method holds, if any: never sent in the clear by
+        ``client_secret_basic`` or ``client_secret_jwt``, but a server may still echo it."""
+        return () if self._secret is None else (self._secret,)
+
     def credentials(self, token_url: str, now: float) -> Credentials:
         """Headers and form fields for one request to ``token_url`` at wall time ``now``."""
         client_id = self._client_id

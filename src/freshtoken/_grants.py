@@ -91,6 +91,21 @@ _RESERVED = frozenset(
     }
 )
 
+#: Form fields whose values are secrets: never repeated from a server's error description.
+_SECRET_FIELDS = frozenset(
+    {
+        "actor_token",
+        "assertion",
+        "client_assertion",
+        "client_secret",
+        "code",
+        "code_verifier",
+        "password",
+        "refresh_token",
+        "subject_token",
+    }
+)
+
 
 # -- argument checks ------------------------------------------------------------------------
 
@@ -358,10 +373,14 @@ class _HttpGrant:
     ) -> Flow:
         """One token request, retried while the failure is transient; the parsed token."""
 
+        sent: list[str] = []  # the last request's values, scrubbed from error descriptions
+
         def build() -> HttpRequest:
             credentials = self._auth.credentials(token_url, ctx.clock.time())
             form = [("grant_type", grant_type), *grant_fields(), *self._common_fields()]
             form.extend(credentials.form)
+            sent[:] = [value for name, value in form if name in _SECRET_FIELDS]
+            sent.extend(self._auth.secrets())
             headers = {
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Accept": "application/json",
@@ -385,9 +404,11 @@ class _HttpGrant:
             max_attempts=self._max_attempts,
             draw=self._random.random,
         )
-        return self._parse(ctx, done.response, done.sent_at)
+        return self._parse(ctx, done.response, done.sent_at, sent)
 
-    def _parse(self, ctx: FetchContext, response: HttpResponse, sent_at: float) -> Token:
+    def _parse(
+        self, ctx: FetchContext, response: HttpResponse, sent_at: float, sent: list[str]
+    ) -> Token:
         status = response.status
         if 300 <= status < 400:
             raise TokenResponseError(
@@ -413,6 +434,7 @@ class _HttpGrant:
             status=status,
             server_date=server_date(response),
             extra_token_types=self._extra_token_types,
+            sent=sent,
         )
         return ctx.note_skew(parsed)
 

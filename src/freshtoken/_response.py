@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 
 from ._errors import TokenResponseError
 from ._http import HttpResponse
+from ._redact import safe_server_text
 
 __all__ = [
     "EXCERPT_LENGTH",
@@ -29,8 +30,6 @@ __all__ = [
 #: At most this many characters of a non-JSON body appear in an error message.
 EXCERPT_LENGTH = 80
 _BOM = b"\xef\xbb\xbf"
-#: Runs of token-ish characters (JWTs, opaque tokens, base64 secrets): cut from excerpts.
-_TOKENISH = re.compile(r"[A-Za-z0-9\-_.~+/=]{16,}")
 _SECRET_WORDS = re.compile(r"(?i)(token|secret|password|assertion|bearer|key)")
 
 
@@ -61,13 +60,9 @@ def excerpt(body: bytes) -> str:
     text = body[:4096].decode("utf-8", "replace")
     if text.lstrip().startswith(("{", "[")):
         return ""
-    printable = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    if _SECRET_WORDS.search(printable):
-        printable = _SECRET_WORDS.split(printable, maxsplit=1)[0] + "…"
-    printable = _TOKENISH.sub("<redacted>", printable)
-    if len(printable) > EXCERPT_LENGTH:
-        printable = printable[:EXCERPT_LENGTH] + "…"
-    return printable
+    if _SECRET_WORDS.search(text):
+        text = _SECRET_WORDS.split(text, maxsplit=1)[0] + "…"
+    return safe_server_text(text, EXCERPT_LENGTH)
 
 
 def describe_body(response: HttpResponse) -> str:

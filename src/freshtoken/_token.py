@@ -22,6 +22,7 @@ from typing import Any
 
 from ._errors import OAuthError, TokenResponseError
 from ._jwt import unverified_claims
+from ._redact import safe_server_text
 
 __all__ = [
     "MAX_ACCESS_TOKEN_LENGTH",
@@ -261,7 +262,9 @@ def _token_type(value: object, allowed_extra: frozenset[str]) -> str:
     )
 
 
-def _raise_error_response(data: Mapping[str, object], status: int | None) -> None:
+def _raise_error_response(
+    data: Mapping[str, object], status: int | None, sent: Iterable[str]
+) -> None:
     error = data.get("error")
     if not isinstance(error, str) or not error:
         raise TokenResponseError(
@@ -271,7 +274,7 @@ def _raise_error_response(data: Mapping[str, object], status: int | None) -> Non
     uri = data.get("error_uri")
     raise OAuthError(
         error[:100],
-        description[:300] if isinstance(description, str) else None,
+        safe_server_text(description, 300, sent=sent) if isinstance(description, str) else None,
         uri[:300] if isinstance(uri, str) else None,
         status,
     )
@@ -314,6 +317,7 @@ def parse_token_response(
     status: int | None = None,
     server_date: float | None = None,
     extra_token_types: frozenset[str] = frozenset(),
+    sent: Iterable[str] = (),
 ) -> ParsedToken:
     """Turn an RFC 6749 §5.1 response (already JSON-decoded) into a :class:`Token`.
 
@@ -321,6 +325,8 @@ def parse_token_response(
     lifetime from the request, not the response, errs on the safe side. ``server_date`` is the
     response's ``Date`` header as epoch seconds, used to detect skew when the JWT has no ``iat``.
     ``extra_token_types`` admits token types a grant defines (token exchange's ``N_A``).
+    ``sent`` holds the secrets of the request: an ``error_description`` that echoes one of them
+    shows ``<redacted>`` in its place.
     """
     if now is None:
         now = _now_utc().timestamp()
@@ -329,7 +335,7 @@ def parse_token_response(
             f"a token response must be a JSON object, got {_describe(data)}", status=status
         )
     if "error" in data:
-        _raise_error_response(data, status)
+        _raise_error_response(data, status, sent)
     if "access_token" not in data:
         raise TokenResponseError(
             "the token response has no access_token", field="access_token", status=status

@@ -214,7 +214,7 @@ case(
     "error-huge-code",
     {"error": "x" * 10_000, "error_description": "y" * 10_000, "error_uri": 5},
     ft.OAuthError,
-    value={"error": "x" * 100, "description": "y" * 300, "uri": None},
+    value={"error": "x" * 100, "description": "y" * 300 + "…", "uri": None},
 )
 case(
     TR,

@@ -3,6 +3,7 @@ and store keys."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -348,3 +349,73 @@ def test_tls_verification_is_on_for_own_clients() -> None:
         assert client.follow_redirects is False
     finally:
         grant.close()
+
+
+# -- a server that echoes what it was sent ----------------------------------------------------
+
+
+@GRANT_CLASSES
+def test_an_error_description_echoing_a_secret_shows_it_redacted(
+    make: Any, server: AuthorizationServer
+) -> None:
+    """Some servers repeat the rejected value in ``error_description``: the message, the
+    ``description`` attribute and the log never do."""
+    echoed = " and ".join(f"'{secret}'" for secret in ALL_SECRETS)
+    server.inject(
+        status=400,
+        body=json.dumps({"error": "invalid_grant", "error_description": f"rejected {echoed}"}),
+        content_type="application/json",
+    )
+    with pytest.raises(ft.OAuthError) as caught:
+        get_sync(make(server.token_url))
+    error = caught.value
+    assert error.error == "invalid_grant"
+    assert error.description is not None
+    assert error.description.startswith("rejected '<redacted>'")
+    for secret in ALL_SECRETS:
+        assert secret not in str(error)
+        assert secret not in repr(error)
+
+
+@pytest.mark.parametrize(
+    ("description", "shown"),
+    [
+        ("grant_type client_credentials is not allowed", None),
+        ("INVALID_CLIENT_CREDENTIALS_GIVEN", None),
+        ("token 3f9a8c7d6e5b4a3928170f1e2d3c4b5a expired", "token <redacted> expired"),
+        ("bad assertion eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "bad assertion <redacted>"),
+        ("Mixed_Case_Opaque_Value_X is unknown", "<redacted> is unknown"),
+        ("line one\nline\ttwo\x00", "line one line two"),
+        ("x" * 400, "x" * 300 + "…"),
+    ],
+)
+def test_error_descriptions_keep_words_and_cut_token_like_runs(
+    description: str, shown: str | None, server: AuthorizationServer
+) -> None:
+    server.inject(
+        status=400,
+        body=json.dumps({"error": "invalid_request", "error_description": description}),
+        content_type="application/json",
+    )
+    with pytest.raises(ft.OAuthError) as caught:
+        get_sync(ClientCredentials(server.token_url, "cid", SECRET))
+    assert caught.value.description == (description if shown is None else shown)
+
+
+def test_a_secret_that_reads_like_a_word_is_still_cut_because_it_was_sent(
+    server: AuthorizationServer,
+) -> None:
+    """The token-like heuristic keeps one-case words; the values the request sent are cut by
+    value, so an echoed lower-case password is caught too (the client secret as well, although
+    ``client_secret_basic`` sent it only inside the Authorization header)."""
+    password, secret = "correcthorsebatterystaple", "lowercaseclientsecret"
+    server.inject(
+        status=400,
+        body=json.dumps(
+            {"error": "invalid_grant", "error_description": f"{password} / {secret} rejected"}
+        ),
+        content_type="application/json",
+    )
+    with pytest.raises(ft.OAuthError) as caught:
+        get_sync(PasswordGrant(server.token_url, "alice", password, "cid", secret))
+    assert caught.value.description == "<redacted> / <redacted> rejected"
