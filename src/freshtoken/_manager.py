@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import os
 import random
 import threading
@@ -28,6 +29,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError, FreshTokenError, TokenRequestError
 from ._events import Event, EventKind, EventSink, describe_error, log_event, logger
 from ._flight import ABANDONED, Flight, Outcome, clone_error
+from ._launch import launch
 from ._lifecycle import Action, Lifecycle
 from ._policy import RefreshPolicy
 from ._source import FetchContext, FunctionSource, TokenFunction, TokenSource
@@ -140,6 +142,14 @@ class TokenManager:
         if entry is not None and self._monotonic() < entry.stale_at:
             return entry.token
         return self._drive_sync(self._acquire())
+
+    def _fresh(self) -> Token | None:
+        """The cached token if it is fresh now, else ``None``: never fetches, waits or locks
+        (the integrations' fast path, which needs no coroutine for a fresh token)."""
+        entry = self._life.entry
+        if entry is not None and self._monotonic() < entry.stale_at:
+            return entry.token
+        return None
 
     async def aget(self) -> Token:
         """Like :meth:`get`, for asyncio tasks; the same state and the same single flight."""
@@ -315,13 +325,14 @@ class TokenManager:
                 outcome = self._run_sync(flight, cast(FetchContext, ctx))
             elif step is _Step.WAIT:
                 outcome = flight.wait()
-            else:
-                threading.Thread(
+            else:  # refresh off the caller's path; launch() does not wait for the thread to run
+                thread = threading.Thread(
                     target=self._run_sync,
                     args=(flight, ctx),
                     name="freshtoken-refresh",
                     daemon=True,
-                ).start()
+                )
+                launch(thread, functools.partial(self._not_started, flight, self._monotonic()))
                 outcome = None
 
     def _run_sync(self, flight: Flight, ctx: FetchContext) -> Outcome:
@@ -429,6 +440,17 @@ class TokenManager:
 
             SCHEDULER.schedule(self, failure.not_before)
         return error
+
+    def _not_started(self, flight: Flight, started: float, error: BaseException) -> None:
+        """The refresh thread could not be started: a failed fetch (backoff, waiters told)."""
+        if isinstance(error, Exception):
+            failure = TokenRequestError(
+                f"could not start the refresh thread: {describe_error(error)}"
+            )
+            failure.__cause__ = error
+            self._failed(flight, failure, started)
+        else:
+            self._abandon(flight)
 
     def _abandon(self, flight: Flight) -> None:
         with self._lock:

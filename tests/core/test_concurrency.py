@@ -208,6 +208,10 @@ def test_in_the_stale_window_no_caller_waits(
     source.gate = threading.Event()
     work = Workload(tokens, clock)
     work.start(**shape)
+    for _ in range(10_000):  # the refresh starts (in a thread of its own, off the callers' path)
+        if source.in_flight == 1:
+            break
+        threading.Event().wait(0.001)
     target = work.seen.calls + 2000
     for _ in range(10_000):
         if work.seen.calls >= target:

@@ -11,6 +11,7 @@ import pytest
 
 import freshtoken as ft
 from freshtoken import _scheduler
+from freshtoken._launch import wait_for_launches
 from freshtoken._scheduler import Scheduler
 from freshtoken.testing import FakeClock
 
@@ -88,3 +89,12 @@ def make_manager(
 
 def kinds(events: list[ft.Event]) -> list[str]:
     return [event.kind for event in events]
+
+
+def settle() -> None:
+    """Wait for refreshes started off the caller's path to finish: every launch has started its
+    ``freshtoken-refresh`` thread, and each of those threads has ended."""
+    assert wait_for_launches(timeout=30)
+    for thread in threading.enumerate():
+        if thread.name == "freshtoken-refresh":
+            thread.join()

@@ -4,7 +4,6 @@ in any log line, event or repr."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import fields
 
@@ -14,17 +13,11 @@ import freshtoken as ft
 from freshtoken._source import FetchContext, TokenSource
 from freshtoken.testing import FakeClock
 
-from .conftest import FlakySource, kinds
+from .conftest import FlakySource, kinds, settle
 
 NO_JITTER = ft.RefreshPolicy(jitter=0)
 SECRET = "s3cr3t-access-token-value"
 REFRESH_SECRET = "s3cr3t-refresh-token-value"
-
-
-def settle() -> None:
-    for thread in threading.enumerate():
-        if thread.name == "freshtoken-refresh":
-            thread.join()
 
 
 def test_fetched_carries_the_fingerprint_duration_and_remaining_life(

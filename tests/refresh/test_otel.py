@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import freshtoken as ft
 from freshtoken.otel import OTelMetrics
 from freshtoken.testing import FakeClock
 
-from .conftest import FlakySource
+from .conftest import FlakySource, settle
 
 Points = dict[str, list[tuple[dict[str, Any], Any]]]
 
@@ -78,9 +77,7 @@ def test_fetches_failures_latency_and_remaining_life_are_recorded(
     clock.advance(40)
     source.failing = RuntimeError("down")
     tokens.get()
-    for thread in threading.enumerate():
-        if thread.name == "freshtoken-refresh":
-            thread.join()
+    settle()
     got = collect(reader)
     assert got["freshtoken.token.fetch_failures"] == [({"freshtoken.key": key}, 1)]
     assert got["freshtoken.token.events"] == [

@@ -7,7 +7,6 @@ deadline is never handed out.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -16,17 +15,10 @@ import freshtoken as ft
 from freshtoken._scheduler import Scheduler
 from freshtoken.testing import FakeClock
 
-from .conftest import FlakySource, kinds
+from .conftest import FlakySource, kinds, settle
 
 NO_JITTER = ft.RefreshPolicy(jitter=0)
 OUTAGE = ft.TokenEndpointUnavailable("503 from the token endpoint", status=503)
-
-
-def settle() -> None:
-    """Wait for refreshes started off the caller's path (in helper threads) to finish."""
-    for thread in threading.enumerate():
-        if thread.name == "freshtoken-refresh":
-            thread.join()
 
 
 def drive(
