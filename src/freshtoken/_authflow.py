@@ -27,6 +27,7 @@ Nothing here logs a token: log records name tokens by fingerprint only.
 from __future__ import annotations
 
 import contextvars
+import functools
 import ipaddress
 import logging
 import re
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NEED_TOKEN",
+    "Attempt",
     "Challenge",
     "Flow",
     "Origin",
@@ -51,10 +53,13 @@ __all__ = [
     "Outcome",
     "Send",
     "authorize",
+    "fast_path",
     "logger",
+    "needs_recovery",
     "parse_challenges",
     "parse_origin",
     "present",
+    "recover",
     "replayable",
     "token_async",
     "token_refused",
@@ -72,8 +77,13 @@ Origin = tuple[str, str, int]
 # -- origins ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def origin_of(scheme: str, host: str, port: int | None) -> Origin:
-    """The normalised origin of a URL given in parts (``port=None``: the scheme's default)."""
+    """The normalised origin of a URL given in parts (``port=None``: the scheme's default).
+
+    Called once per request with the parts the HTTP library already parsed; cached, since a
+    client talks to a few origins many times.
+    """
     scheme = scheme.lower()
     host = host.lower().rstrip(".")
     if host.startswith("[") and host.endswith("]"):
@@ -84,7 +94,17 @@ def origin_of(scheme: str, host: str, port: int | None) -> Origin:
 
 
 def origin_from_url(url: str) -> Origin | None:
-    """The origin of an absolute http(s) URL, or ``None`` when it has none."""
+    """The origin of an absolute http(s) URL, or ``None`` when it has none.
+
+    Called once per request: the part before the path is looked up in a small cache, so that a
+    client talking to a few hosts parses each origin once, not once per request.
+    """
+    cut = url.find("/", url.find("//") + 2)
+    return _origin_of_prefix(url if cut < 0 else url[:cut])
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_of_prefix(url: str) -> Origin | None:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -246,8 +266,11 @@ class Authenticator:
 # -- presenting a token ------------------------------------------------------------------------
 
 
-def present(token: Token, method: str, url: str) -> dict[str, str]:
+def present(token: Token, method: str, url: object) -> dict[str, str]:
     """The headers that present ``token`` on a ``method`` request to ``url``.
+
+    ``url`` is the request URL as the HTTP library holds it (a string, an ``httpx.URL``, a
+    ``yarl.URL``): ``str(url)`` is taken only when a proof needs it, not on every request.
 
     Bearer (RFC 6750 §2.1) today. This is the single place where a token becomes a header, so a
     DPoP proof (RFC 9449), which is bound to ``method`` and ``url``, will be made here.
@@ -388,12 +411,23 @@ class _NeedToken:
 NEED_TOKEN = _NeedToken()
 
 
-@dataclass(frozen=True, slots=True)
 class Send:
     """Yielded by the flow: set ``headers`` on the request (``None``: leave it), send it, and
-    answer with an :class:`Outcome`."""
+    answer with an :class:`Outcome`. (A plain slotted class: one is made per request.)"""
 
-    headers: dict[str, str] | None
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: dict[str, str] | None) -> None:
+        self.headers = headers
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Send) and other.headers == self.headers
+
+    def __hash__(self) -> int:
+        return hash(None if self.headers is None else tuple(sorted(self.headers.items())))
+
+    def __repr__(self) -> str:
+        return "Send(headers=...)" if self.headers is not None else "Send(headers=None)"
 
 
 class Outcome(Protocol):
@@ -428,7 +462,11 @@ _ACQUIRING: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 def token_sync(manager: TokenManager) -> Token:
-    """``manager.get()``, marked as token acquisition (see ``_ACQUIRING``)."""
+    """``manager.get()``, marked as token acquisition (see ``_ACQUIRING``) when it has to
+    fetch."""
+    token = manager._fresh()
+    if token is not None:
+        return token
     mark = _ACQUIRING.set(True)
     try:
         return manager.get()
@@ -437,7 +475,8 @@ def token_sync(manager: TokenManager) -> Token:
 
 
 async def token_async(manager: TokenManager) -> Token:
-    """``await manager.aget()``, marked as token acquisition (see ``_ACQUIRING``)."""
+    """``await manager.aget()``, marked as token acquisition (see ``_ACQUIRING``). Drivers
+    try ``manager._fresh()`` first: a fresh token needs no coroutine."""
     mark = _ACQUIRING.set(True)
     try:
         return await manager.aget()
@@ -446,7 +485,7 @@ async def token_async(manager: TokenManager) -> Token:
 
 
 def authorize(
-    manager: TokenManager, scope: OriginScope, origin: Origin | None, method: str, url: str
+    manager: TokenManager, scope: OriginScope, origin: Origin | None, method: str, url: object
 ) -> Flow:
     """Send one request with a fresh token; on a 401 for it, invalidate it and replay once.
 
@@ -462,6 +501,60 @@ def authorize(
     headers = present(token, method, url)
     outcome = yield Send(headers)
     assert not isinstance(outcome, Token)
+    yield from recover(manager, Attempt(origin, method, url, token, headers), outcome)
+
+
+class Attempt:
+    """A request about to be sent with ``token`` in ``headers``: what :func:`recover` needs to
+    know of it if the answer is a 401. (A plain slotted class: one is made per request.)"""
+
+    __slots__ = ("headers", "method", "origin", "token", "url")
+
+    def __init__(
+        self, origin: Origin, method: str, url: object, token: Token, headers: dict[str, str]
+    ) -> None:
+        self.origin = origin
+        self.method = method
+        self.url = url
+        self.token = token
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.method} {format_origin(self.origin)} {self.token.fingerprint}>"
+
+
+def fast_path(
+    manager: TokenManager, scope: OriginScope, origin: Origin | None, method: str, url: object
+) -> Attempt | None:
+    """The first step of :func:`authorize` for the common case, without a generator: the token
+    may go to ``origin`` and a fresh one is cached. Returns the attempt (its ``headers`` go on
+    the request), or ``None`` when the driver must run :func:`authorize` (another origin, a
+    token request in progress, or no fresh token at hand).
+
+    A generator, its ``Send`` steps and its ``StopIteration`` cost a few microseconds, as much as
+    everything else an integration does for a request; on aiohttp's ~100 µs requests that was
+    6 % (``benchmarks/http_instructions.py``). The drivers take this path first, send, and start
+    the :func:`recover` flow only when :func:`needs_recovery` says the answer calls for it.
+    """
+    if origin is None or _ACQUIRING.get() or not scope.admits(origin):
+        return None
+    token = manager._fresh()
+    if token is None:
+        return None
+    return Attempt(origin, method, url, token, present(token, method, url))
+
+
+def needs_recovery(status: int) -> bool:
+    """Whether the answer to a request that carried the token needs :func:`recover`: only a 401
+    can say that the token was refused (see :func:`token_refused`)."""
+    return status == 401
+
+
+def recover(manager: TokenManager, attempt: Attempt, outcome: Outcome) -> Flow:
+    """The rest of :func:`authorize`, from the answer (``outcome``) to ``attempt``: on a 401 for
+    its token, invalidate that token and replay the request once with a new one."""
+    origin, method, url = attempt.origin, attempt.method, attempt.url
+    token, headers = attempt.token, attempt.headers
     if outcome.status != 401:
         return
     where = format_origin(origin)

@@ -35,10 +35,14 @@ except ImportError as error:
 
 from ._authflow import (
     Authenticator,
+    Flow,
     Outcome,
     Send,
     authorize,
+    fast_path,
+    needs_recovery,
     origin_of,
+    recover,
     replayable,
     token_async,
 )
@@ -84,20 +88,45 @@ class TokenMiddleware(Authenticator):
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
         origin = origin_of(url.scheme, url.host or "", url.port)
-        flow = authorize(self._manager, self._scope, origin, request.method, str(url))
-        step = next(flow)
+        method = request.method
+        fast = fast_path(self._manager, self._scope, origin, method, url)
+        if fast is None:
+            flow = authorize(self._manager, self._scope, origin, method, url)
+            return await self._run(flow, request, handler, None)
+        for name, value in fast.headers.items():  # cheaper than headers.update()
+            request.headers[name] = value
+        response = await handler(request)
+        if not needs_recovery(response.status):
+            return response
+        flow = recover(self._manager, fast, _Outcome(request, response))
+        return await self._run(flow, request, handler, response)
+
+    async def _run(
+        self,
+        flow: Flow,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        response: ClientResponse | None,
+    ) -> ClientResponse:
+        """Drive ``flow`` to its end; the last response (``response`` if it sends nothing)."""
+        try:
+            step = next(flow)
+        except StopIteration:
+            assert response is not None  # only recover() can end before its first step
+            return response
         while True:
             if isinstance(step, Send):
                 if step.headers is not None:
-                    for name, value in step.headers.items():  # cheaper than headers.update()
+                    for name, value in step.headers.items():
                         request.headers[name] = value
                 response = await handler(request)
                 reply: Token | Outcome = _Outcome(request, response)
             else:
-                reply = await token_async(self._manager)
+                reply = self._manager._fresh() or await token_async(self._manager)
             try:
                 step = flow.send(reply)
             except StopIteration:
+                assert response is not None
                 return response
 
 

@@ -26,12 +26,18 @@ from collections.abc import AsyncGenerator, Generator
 import httpx
 
 from ._authflow import (
+    NEED_TOKEN,
+    Attempt,
     Authenticator,
     Flow,
     Outcome,
     Send,
+    _NeedToken,
     authorize,
+    fast_path,
+    needs_recovery,
     origin_of,
+    recover,
     replayable,
     token_async,
     token_sync,
@@ -39,6 +45,8 @@ from ._authflow import (
 from ._token import Token
 
 __all__ = ["TokenAuth"]
+
+_Exchange = Generator["httpx.Request | _NeedToken", "httpx.Response | Token", None]
 
 
 class _Outcome:
@@ -84,45 +92,79 @@ class TokenAuth(Authenticator, httpx.Auth):
     and tasks at once.
     """
 
-    def _flow(self, request: httpx.Request) -> Flow:
+    def _start(self, request: httpx.Request) -> Attempt | Flow:
+        """The fast path's attempt, or the whole flow when the fast path does not apply."""
         url = request.url
         origin = origin_of(url.scheme, url.host, url.port)
-        return authorize(self._manager, self._scope, origin, request.method, str(url))
+        fast = fast_path(self._manager, self._scope, origin, request.method, url)
+        if fast is not None:
+            return fast
+        return authorize(self._manager, self._scope, origin, request.method, url)
+
+    def _exchange(self, request: httpx.Request) -> _Exchange:
+        """The request/response conversation for both clients: yields the request to send (with
+        its headers set) or ``NEED_TOKEN``; receives the response or the token."""
+        start = self._start(request)
+        if isinstance(start, Attempt):
+            for name, value in start.headers.items():  # cheaper than headers.update()
+                request.headers[name] = value
+            response = yield request
+            assert isinstance(response, httpx.Response)
+            if not needs_recovery(response.status_code):
+                return
+            flow = recover(self._manager, start, _Outcome(request, response))
+        else:
+            flow = start
+        try:
+            step = next(flow)
+        except StopIteration:
+            return
+        while True:
+            reply: Token | Outcome
+            if isinstance(step, Send):
+                if step.headers is not None:
+                    for name, value in step.headers.items():
+                        request.headers[name] = value
+                response = yield request
+                assert isinstance(response, httpx.Response)
+                reply = _Outcome(request, response)
+            else:
+                token = yield NEED_TOKEN
+                assert isinstance(token, Token)
+                reply = token
+            try:
+                step = flow.send(reply)
+            except StopIteration:
+                return
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        flow = self._flow(request)
-        step = next(flow)
+        exchange = self._exchange(request)
+        step = next(exchange)
         while True:
-            if isinstance(step, Send):
-                if step.headers is not None:
-                    for name, value in step.headers.items():  # cheaper than headers.update()
-                        request.headers[name] = value
-                response = yield request
-                reply: Token | Outcome = _Outcome(request, response)
+            reply: httpx.Response | Token
+            if isinstance(step, httpx.Request):
+                reply = yield step
             else:
                 reply = token_sync(self._manager)
             try:
-                step = flow.send(reply)
+                step = exchange.send(reply)
             except StopIteration:
                 return
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        flow = self._flow(request)
-        step = next(flow)
+        exchange = self._exchange(request)
+        step = next(exchange)
         while True:
-            if isinstance(step, Send):
-                if step.headers is not None:
-                    for name, value in step.headers.items():  # cheaper than headers.update()
-                        request.headers[name] = value
-                response = yield request
-                reply: Token | Outcome = _Outcome(request, response)
+            reply: httpx.Response | Token
+            if isinstance(step, httpx.Request):
+                reply = yield step
             else:
-                reply = await token_async(self._manager)
+                reply = self._manager._fresh() or await token_async(self._manager)
             try:
-                step = flow.send(reply)
+                step = exchange.send(reply)
             except StopIteration:
                 return

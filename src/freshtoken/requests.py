@@ -37,12 +37,16 @@ except ImportError as error:
     ) from error
 
 from ._authflow import (
+    Attempt,
     Authenticator,
     Flow,
     Outcome,
     Send,
     authorize,
+    fast_path,
+    needs_recovery,
     origin_from_url,
+    recover,
     replayable,
     token_sync,
 )
@@ -98,7 +102,15 @@ class TokenAuth(Authenticator, AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url or ""
-        flow = authorize(self._manager, self._scope, origin_from_url(url), r.method or "GET", url)
+        origin = origin_from_url(url)
+        method = r.method or "GET"
+        fast = fast_path(self._manager, self._scope, origin, method, url)
+        if fast is not None:
+            for name, value in fast.headers.items():
+                r.headers[name] = value
+            r.hooks["response"].append(functools.partial(self._on_fast_response, fast))
+            return r
+        flow = authorize(self._manager, self._scope, origin, method, url)
         step = self._next_send(flow, None)
         if step.headers is None:
             flow.close()
@@ -108,14 +120,28 @@ class TokenAuth(Authenticator, AuthBase):
         r.hooks["response"].append(functools.partial(self._on_response, flow))
         return r
 
+    def _on_fast_response(
+        self, attempt: Attempt, r: requests.Response, **kwargs: Any
+    ) -> requests.Response:
+        """Response hook after the fast path: nothing to do unless the answer is a 401."""
+        if not needs_recovery(r.status_code):
+            return r
+        return self._replay(recover(self._manager, attempt, _Outcome(r)), None, r, kwargs)
+
     def _on_response(self, flow: Flow, r: requests.Response, **kwargs: Any) -> requests.Response:
         """Response hook: replay once after a 401 for the token, when the flow says so.
 
         requests runs it for every redirect hop too; the flow has ended by then and the hop's
         response is returned as it is.
         """
+        return self._replay(flow, _Outcome(r), r, kwargs)
+
+    def _replay(
+        self, flow: Flow, reply: Outcome | None, r: requests.Response, kwargs: dict[str, Any]
+    ) -> requests.Response:
+        """Send ``r``'s request again if ``flow`` (answered with ``reply``) asks for it."""
         try:
-            step = self._next_send(flow, _Outcome(r))
+            step = self._next_send(flow, reply)
         except StopIteration:
             return r
         prep = r.request.copy()

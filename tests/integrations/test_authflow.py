@@ -20,8 +20,10 @@ from freshtoken._authflow import (
     OriginScope,
     Send,
     authorize,
+    fast_path,
     format_origin,
     is_loopback,
+    needs_recovery,
     origin_from_url,
     origin_of,
     parse_challenges,
@@ -32,6 +34,7 @@ from freshtoken._authflow import (
     token_refused,
     token_sync,
 )
+from freshtoken._authflow import recover as recover_flow
 
 # -- origins ---------------------------------------------------------------------------------
 
@@ -44,6 +47,9 @@ from freshtoken._authflow import (
         ("http://api.example.com.:80", ("http", "api.example.com", 80)),
         ("HTTP://127.0.0.1:8080/a", ("http", "127.0.0.1", 8080)),
         ("https://[::1]:8443/", ("https", "::1", 8443)),
+        ("https://api.example.com?next=/elsewhere", ("https", "api.example.com", 443)),
+        ("https://api.example.com#/x", ("https", "api.example.com", 443)),
+        ("https://user@api.example.com/a/b", ("https", "api.example.com", 443)),
     ],
 )
 def test_urls_of_one_origin_normalise_to_one_tuple(url: str, origin: tuple[str, str, int]) -> None:
@@ -55,6 +61,14 @@ def test_urls_of_one_origin_normalise_to_one_tuple(url: str, origin: tuple[str, 
 )
 def test_a_url_without_an_http_origin_has_none(url: str) -> None:
     assert origin_from_url(url) is None
+
+
+def test_the_origin_cache_is_keyed_by_everything_before_the_path() -> None:
+    """Paths share one cached parse; a different host, port or scheme never does."""
+    assert origin_from_url("https://a.example.com/1") == origin_from_url("https://a.example.com/2")
+    assert origin_from_url("https://a.example.com:8443/1") == ("https", "a.example.com", 8443)
+    assert origin_from_url("http://a.example.com/1") == ("http", "a.example.com", 80)
+    assert origin_from_url("https://b.example.com/1") == ("https", "b.example.com", 443)
 
 
 def test_library_url_parts_normalise_like_strings() -> None:
@@ -434,3 +448,63 @@ def test_the_token_request_marker_is_visible_only_while_obtaining() -> None:
         flow = authorize(manager, OriginScope(), API, "GET", "https://api.example.com/")
         assert next(flow) is NEED_TOKEN
         assert repr(NEED_TOKEN) == "NEED_TOKEN"
+
+
+# -- the fast path -----------------------------------------------------------------------------
+
+
+def test_the_fast_path_presents_a_fresh_token_without_a_flow() -> None:
+    with ft.TokenManager(Tokens("first")) as manager:
+        scope = OriginScope()
+        assert fast_path(manager, scope, API, "GET", "https://api.example.com/") is None  # none yet
+        token = manager.get()
+        attempt = fast_path(manager, scope, API, "GET", "https://api.example.com/")
+        assert attempt is not None
+        assert attempt.token is token
+        assert attempt.headers == {"Authorization": "Bearer first"}
+        assert "first" not in repr(attempt)
+        assert token.fingerprint in repr(attempt)
+
+
+def test_the_fast_path_leaves_other_origins_and_token_requests_to_the_flow() -> None:
+    with ft.TokenManager(Tokens("first")) as manager:
+        manager.get()
+        scope = OriginScope("https://api.example.com")
+        other = ("https", "other.example.com", 443)
+        assert fast_path(manager, scope, other, "GET", "https://other.example.com/") is None
+        assert fast_path(manager, scope, None, "GET", "relative") is None
+        seen: list[object] = []
+
+        def inside_a_token_request() -> str:
+            seen.append(fast_path(manager, scope, API, "POST", "https://api.example.com/t"))
+            return "second"
+
+        with ft.TokenManager(inside_a_token_request) as outer:
+            token_sync(outer)
+        assert seen == [None]
+
+
+@pytest.mark.parametrize(("status", "recover"), [(200, False), (403, False), (401, True)])
+def test_only_a_401_needs_recovery(status: int, recover: bool) -> None:
+    assert needs_recovery(status) is recover
+
+
+def test_recover_after_the_fast_path_replays_a_401_once_with_the_next_token() -> None:
+    with ft.TokenManager(Tokens("first", "second")) as manager:
+        manager.get()
+        attempt = fast_path(manager, OriginScope(), API, "GET", "https://api.example.com/x")
+        assert attempt is not None
+        flow = recover_flow(manager, attempt, Reply(401, sent="Bearer first"))
+        assert next(flow) is NEED_TOKEN
+        assert flow.send(manager.get()) == Send({"Authorization": "Bearer second"})
+        with pytest.raises(StopIteration):
+            flow.send(Reply(200))
+
+
+def test_recover_leaves_a_success_alone() -> None:
+    with ft.TokenManager(Tokens("first")) as manager:
+        manager.get()
+        attempt = fast_path(manager, OriginScope(), API, "GET", "https://api.example.com/x")
+        assert attempt is not None
+        with pytest.raises(StopIteration):
+            next(recover_flow(manager, attempt, Reply(200, sent="Bearer first")))
