@@ -19,7 +19,8 @@ an order drawn from the seed):
   valid token can always be obtained: the current one is still served while it lasts;
 * ``rate_limit``: 429 with ``Retry-After: 1`` (shorter than the stale window) for the next
   token request;
-* ``drop``: the next two token-endpoint connections are closed without an answer;
+* ``drop``: the next token-endpoint connection is closed without an answer (one, not two: two
+  dropped attempts and their backoff, 0.5 + 1 s at most, can fill a 1.5 s stale window);
 * ``revoke``: every token issued so far is revoked (the API answers 401: replay with a new one);
 * ``redis_restart``: redis-server is stopped for a moment and started again (empty);
 * ``corrupt_file``: the FileStore's token file is overwritten with garbage.
@@ -237,8 +238,8 @@ class Soak:
             if not cycle:  # every fault once per cycle, in a random order
                 cycle = self.random.sample(faults, len(faults))
             fault = cycle.pop()
-            # One fault at a time: hits left over from the previous one (a drop meant for two
-            # requests that saw only one) must not add up with this one.
+            # One fault at a time: hits left over from the previous one (a drop or a 429 that no
+            # request met yet) must not add up with this one.
             server.clear_faults()
             self.report.faults[fault] += 1
             self.report.timeline.append((self._elapsed(), fault))
@@ -254,7 +255,7 @@ class Soak:
                 # TokenEndpointUnavailable at the hard deadline, as documented.
                 server.inject(status=429, retry_after=1, times=1)
             elif fault == "drop":
-                server.inject(drop=True, times=2)
+                server.inject(drop=True, times=1)
             elif fault == "revoke":
                 server.revoke_all()
             elif fault == "redis_restart":
