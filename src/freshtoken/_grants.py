@@ -23,7 +23,7 @@ import json
 import random
 import threading
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import ClassVar
+from typing import ClassVar, TypedDict, Unpack
 from urllib.parse import urlencode, urlsplit
 
 from ._client_auth import AuthMethod, ClientAuth, resolve_auth
@@ -202,6 +202,23 @@ def _callable_name(value: Callable[[], str]) -> str:
 # -- the base --------------------------------------------------------------------------------
 
 
+class GrantOptions(TypedDict, total=False):
+    """The keyword arguments every grant takes besides its own (their meaning: the docstring of
+    :class:`ClientCredentials`). One list, used by each grant's ``**options`` and checked by
+    mypy at every call site."""
+
+    issuer: str | None
+    scope: str | Iterable[str] | None
+    audience: str | Iterable[str] | None
+    resource: str | Iterable[str] | None
+    params: Mapping[str, str] | None
+    auth: AuthMethod | None
+    timeout: float | None
+    max_attempts: int
+    allow_insecure_http: bool
+    key: str | None
+
+
 class _HttpGrant:
     """What every HTTP grant shares: endpoint, client authentication, the request flow."""
 
@@ -214,18 +231,24 @@ class _HttpGrant:
         client_id: str | None,
         client_secret: str | None,
         *,
-        issuer: str | None,
-        scope: str | Iterable[str] | None,
-        audience: str | Iterable[str] | None,
-        resource: str | Iterable[str] | None,
-        params: Mapping[str, str] | None,
-        auth: AuthMethod | None,
-        timeout: float | None,
-        max_attempts: int,
-        allow_insecure_http: bool,
-        key: str | None,
         client_required: bool = True,
+        **options: Unpack[GrantOptions],
     ) -> None:
+        unknown = sorted(options.keys() - GrantOptions.__annotations__.keys())
+        if unknown:  # as Python says it, but naming the grant the caller wrote
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {unknown[0]!r}"
+            )
+        issuer = options.get("issuer")
+        scope = options.get("scope")
+        audience = options.get("audience")
+        resource = options.get("resource")
+        params = options.get("params")
+        auth = options.get("auth")
+        timeout = options.get("timeout")
+        max_attempts = options.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+        allow_insecure_http = options.get("allow_insecure_http", False)
+        key = options.get("key")
         if not isinstance(allow_insecure_http, bool):
             raise ConfigurationError("allow_insecure_http must be True or False")
         if (token_url is None) == (issuer is None):
@@ -487,33 +510,9 @@ class ClientCredentials(_HttpGrant):
         token_url: str | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
-        *,
-        issuer: str | None = None,
-        scope: str | Iterable[str] | None = None,
-        audience: str | Iterable[str] | None = None,
-        resource: str | Iterable[str] | None = None,
-        params: Mapping[str, str] | None = None,
-        auth: AuthMethod | None = None,
-        timeout: float | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        allow_insecure_http: bool = False,
-        key: str | None = None,
+        **options: Unpack[GrantOptions],
     ) -> None:
-        super().__init__(
-            token_url,
-            client_id,
-            client_secret,
-            issuer=issuer,
-            scope=scope,
-            audience=audience,
-            resource=resource,
-            params=params,
-            auth=auth,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            allow_insecure_http=allow_insecure_http,
-            key=key,
-        )
+        super().__init__(token_url, client_id, client_secret, **options)
 
     def _fields(self) -> Fields:
         return []
@@ -566,37 +565,13 @@ class RefreshTokenGrant(_RotatingGrant):
         refresh_token: str | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
-        *,
-        issuer: str | None = None,
-        scope: str | Iterable[str] | None = None,
-        audience: str | Iterable[str] | None = None,
-        resource: str | Iterable[str] | None = None,
-        params: Mapping[str, str] | None = None,
-        auth: AuthMethod | None = None,
-        timeout: float | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        allow_insecure_http: bool = False,
-        key: str | None = None,
+        **options: Unpack[GrantOptions],
     ) -> None:
         _secret_text(refresh_token, "refresh_token")
         assert refresh_token is not None
         self._initial_refresh_token = refresh_token
         self._refresh_token = refresh_token
-        super().__init__(
-            token_url,
-            client_id,
-            client_secret,
-            issuer=issuer,
-            scope=scope,
-            audience=audience,
-            resource=resource,
-            params=params,
-            auth=auth,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            allow_insecure_http=allow_insecure_http,
-            key=key,
-        )
+        super().__init__(token_url, client_id, client_secret, **options)
 
     def _identity(self) -> dict[str, object]:
         return {"refresh_token": _identity_of(self._initial_refresh_token)}
@@ -625,17 +600,7 @@ class PasswordGrant(_RotatingGrant):
         password: str | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
-        *,
-        issuer: str | None = None,
-        scope: str | Iterable[str] | None = None,
-        audience: str | Iterable[str] | None = None,
-        resource: str | Iterable[str] | None = None,
-        params: Mapping[str, str] | None = None,
-        auth: AuthMethod | None = None,
-        timeout: float | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        allow_insecure_http: bool = False,
-        key: str | None = None,
+        **options: Unpack[GrantOptions],
     ) -> None:
         _secret_text(username, "username")
         _secret_text(password, "password")
@@ -644,21 +609,7 @@ class PasswordGrant(_RotatingGrant):
         self.username = username
         self._password = password
         self._refresh_token = None
-        super().__init__(
-            token_url,
-            client_id,
-            client_secret,
-            issuer=issuer,
-            scope=scope,
-            audience=audience,
-            resource=resource,
-            params=params,
-            auth=auth,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            allow_insecure_http=allow_insecure_http,
-            key=key,
-        )
+        super().__init__(token_url, client_id, client_secret, **options)
 
     def _identity(self) -> dict[str, object]:
         return {"username": self.username}
@@ -701,37 +652,12 @@ class JWTBearerGrant(_HttpGrant):
         assertion: StringOrCallable | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
-        *,
-        issuer: str | None = None,
-        scope: str | Iterable[str] | None = None,
-        audience: str | Iterable[str] | None = None,
-        resource: str | Iterable[str] | None = None,
-        params: Mapping[str, str] | None = None,
-        auth: AuthMethod | None = None,
-        timeout: float | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        allow_insecure_http: bool = False,
-        key: str | None = None,
+        **options: Unpack[GrantOptions],
     ) -> None:
         _secret_text(assertion, "assertion", callable_ok=True)
         assert assertion is not None
         self._assertion = assertion
-        super().__init__(
-            token_url,
-            client_id,
-            client_secret,
-            issuer=issuer,
-            scope=scope,
-            audience=audience,
-            resource=resource,
-            params=params,
-            auth=auth,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            allow_insecure_http=allow_insecure_http,
-            key=key,
-            client_required=False,
-        )
+        super().__init__(token_url, client_id, client_secret, client_required=False, **options)
 
     def _identity(self) -> dict[str, object]:
         return {"assertion": _identity_of(self._assertion)}
@@ -766,16 +692,7 @@ class TokenExchange(_HttpGrant):
         actor_token: StringOrCallable | None = None,
         actor_token_type: str | None = None,
         requested_token_type: str | None = None,
-        issuer: str | None = None,
-        scope: str | Iterable[str] | None = None,
-        audience: str | Iterable[str] | None = None,
-        resource: str | Iterable[str] | None = None,
-        params: Mapping[str, str] | None = None,
-        auth: AuthMethod | None = None,
-        timeout: float | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        allow_insecure_http: bool = False,
-        key: str | None = None,
+        **options: Unpack[GrantOptions],
     ) -> None:
         _secret_text(subject_token, "subject_token", callable_ok=True)
         assert subject_token is not None
@@ -794,22 +711,7 @@ class TokenExchange(_HttpGrant):
             if requested_token_type is None
             else _token_type(requested_token_type, "requested_token_type")
         )
-        super().__init__(
-            token_url,
-            client_id,
-            client_secret,
-            issuer=issuer,
-            scope=scope,
-            audience=audience,
-            resource=resource,
-            params=params,
-            auth=auth,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            allow_insecure_http=allow_insecure_http,
-            key=key,
-            client_required=False,
-        )
+        super().__init__(token_url, client_id, client_secret, client_required=False, **options)
 
     def _identity(self) -> dict[str, object]:
         return {

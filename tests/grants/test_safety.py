@@ -419,3 +419,11 @@ def test_a_secret_that_reads_like_a_word_is_still_cut_because_it_was_sent(
     with pytest.raises(ft.OAuthError) as caught:
         get_sync(PasswordGrant(server.token_url, "alice", password, "cid", secret))
     assert caught.value.description == "<redacted> / <redacted> rejected"
+
+
+@GRANT_CLASSES
+def test_an_unknown_keyword_is_a_type_error_naming_the_grant(make: Any) -> None:
+    with pytest.raises(TypeError) as caught:
+        make("https://as.example.com/token", scopes="read")  # "scope" misspelt
+    name = type(make("https://as.example.com/token")).__name__
+    assert str(caught.value) == f"{name}() got an unexpected keyword argument 'scopes'"
