@@ -374,7 +374,7 @@ def token_refused(status: int, www_authenticate: str | None) -> bool:
     ``invalid_request`` or ``insufficient_scope`` is refused too; a 401 with ``invalid_token``, a
     Bearer challenge without an error code, or no challenge at all (common) means the token.
     """
-    if status != 401:
+    if not needs_recovery(status):
         return False
     if not www_authenticate:
         return True
@@ -555,7 +555,7 @@ def recover(manager: TokenManager, attempt: Attempt, outcome: Outcome) -> Flow:
     its token, invalidate that token and replay the request once with a new one."""
     origin, method, url = attempt.origin, attempt.method, attempt.url
     token, headers = attempt.token, attempt.headers
-    if outcome.status != 401:
+    if not needs_recovery(outcome.status):
         return
     where = format_origin(origin)
     if outcome.sent_authorization() != headers["Authorization"]:
@@ -595,7 +595,7 @@ def recover(manager: TokenManager, attempt: Attempt, outcome: Outcome) -> Flow:
     outcome.discard()
     final = yield Send(replay)
     assert not isinstance(final, Token)
-    if final.status == 401 and token_refused(401, final.www_authenticate()):
+    if token_refused(final.status, final.www_authenticate()):
         # The second 401 goes back to the caller (one replay only), but the token it refused is
         # dropped too, so the next request fetches instead of earning the same 401. This happens
         # when one event revoked both tokens (a revocation of every token of the client).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["MIN_ECHO_LENGTH", "safe_server_text"]
+__all__ = ["MIN_ECHO_LENGTH", "safe_server_text", "scrub_sent"]
 
 #: Runs of token-ish characters (JWTs, opaque tokens, base64 secrets, hex keys).
 _TOKENISH = re.compile(r"[A-Za-z0-9\-_.~+/=]{16,}")
@@ -29,13 +29,20 @@ def _cut(match: re.Match[str]) -> str:
 MIN_ECHO_LENGTH = 4
 
 
+def scrub_sent(text: str, sent: Iterable[str]) -> str:
+    """``text`` with every value of ``sent`` (of at least :data:`MIN_ECHO_LENGTH` characters)
+    replaced by ``<redacted>``: for text whose shape must stay, such as an ``error_uri``."""
+    for value in sorted(sent, key=len, reverse=True):
+        if len(value) >= MIN_ECHO_LENGTH:
+            text = text.replace(value, "<redacted>")
+    return text
+
+
 def safe_server_text(text: str, limit: int, *, sent: Iterable[str] = ()) -> str:
     """``text`` on one printable line, cut to ``limit`` characters (an ellipsis marks the cut),
     with every value in ``sent`` (the secrets of the request the text answers) and every
     token-like run replaced by ``<redacted>``."""
-    for value in sorted(sent, key=len, reverse=True):
-        if len(value) >= MIN_ECHO_LENGTH:
-            text = text.replace(value, "<redacted>")
+    text = scrub_sent(text, sent)
     printable = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     printable = _TOKENISH.sub(_cut, printable)
     if len(printable) > limit:

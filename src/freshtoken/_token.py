@@ -22,7 +22,7 @@ from typing import Any
 
 from ._errors import OAuthError, TokenResponseError
 from ._jwt import unverified_claims
-from ._redact import safe_server_text
+from ._redact import safe_server_text, scrub_sent
 
 __all__ = [
     "MAX_ACCESS_TOKEN_LENGTH",
@@ -275,7 +275,7 @@ def _raise_error_response(
     raise OAuthError(
         error[:100],
         safe_server_text(description, 300, sent=sent) if isinstance(description, str) else None,
-        uri[:300] if isinstance(uri, str) else None,
+        scrub_sent(uri[:300], sent) if isinstance(uri, str) else None,
         status,
     )
 

@@ -427,3 +427,23 @@ def test_an_unknown_keyword_is_a_type_error_naming_the_grant(make: Any) -> None:
         make("https://as.example.com/token", scopes="read")  # "scope" misspelt
     name = type(make("https://as.example.com/token")).__name__
     assert str(caught.value) == f"{name}() got an unexpected keyword argument 'scopes'"
+
+
+def test_an_error_uri_echoing_what_was_sent_shows_it_redacted_and_keeps_its_shape(
+    server: AuthorizationServer,
+) -> None:
+    server.inject(
+        status=400,
+        body=json.dumps(
+            {
+                "error": "invalid_grant",
+                "error_uri": f"https://as.example.com/errors/invalid_grant?rt={REFRESH}&cs={SECRET}",
+            }
+        ),
+        content_type="application/json",
+    )
+    with pytest.raises(ft.OAuthError) as caught:
+        get_sync(RefreshTokenGrant(server.token_url, REFRESH, "cid", SECRET))
+    assert caught.value.uri == (
+        "https://as.example.com/errors/invalid_grant?rt=<redacted>&cs=<redacted>"
+    )
