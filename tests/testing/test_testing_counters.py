@@ -44,6 +44,8 @@ def test_counters_by_client_grant_and_reason(
         "tokens_issued": 0,
         "resource_requests": 0,
         "unauthorized": {},
+        "refresh_tokens_reused": 0,
+        "families_revoked": 0,
     }
 
 

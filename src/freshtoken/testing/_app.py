@@ -60,6 +60,7 @@ class ServerCore:
         audience: str | None = None,
         integer_timestamps: bool = False,
         refresh_token_lifetime: float | None = None,
+        refresh_reuse_grace: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
         admin_key: str | None = None,
     ) -> None:
@@ -76,6 +77,7 @@ class ServerCore:
             clock,
             integer_timestamps=integer_timestamps,
             refresh_token_lifetime=refresh_token_lifetime,
+            refresh_reuse_grace=refresh_reuse_grace,
         )
         self.auth = ClientAuthenticator(self.registry, clock, self._assertion_audiences)
         self.tokens = TokenEndpoint(
@@ -148,6 +150,9 @@ class ServerCore:
             await asyncio.sleep(effect.latency)
         fault = effect.response
         if fault is not None and fault.drop:
+            return None
+        if fault is not None and fault.lose_response:
+            self._dispatch(endpoint, request, form, effect.clock_offset)
             return None
         if fault is not None:
             response = self._fault_response(fault, endpoint, effect)

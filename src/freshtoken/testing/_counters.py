@@ -25,6 +25,8 @@ class CounterSnapshot:
     tokens_issued: int = 0
     resource_requests: int = 0
     unauthorized: dict[str, int] = field(default_factory=dict)
+    refresh_tokens_reused: int = 0
+    families_revoked: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +36,8 @@ class CounterSnapshot:
             "tokens_issued": self.tokens_issued,
             "resource_requests": self.resource_requests,
             "unauthorized": dict(self.unauthorized),
+            "refresh_tokens_reused": self.refresh_tokens_reused,
+            "families_revoked": self.families_revoked,
         }
 
 
@@ -51,6 +55,8 @@ class Counters:
         self._tokens_issued = 0
         self._resource_requests = 0
         self._unauthorized: Counter[str] = Counter()
+        self._refresh_tokens_reused = 0
+        self._families_revoked = 0
 
     def token_request(self, client_id: str | None, grant_type: str | None) -> None:
         """A request reached the token endpoint (``client_id`` as claimed, not yet verified)."""
@@ -73,6 +79,13 @@ class Counters:
         with self._lock:
             self._unauthorized[reason] += 1
 
+    def refresh_token_reused(self, *, family_revoked: bool) -> None:
+        """A rotated refresh token came back outside grace (``family_revoked``: its family
+        was revoked just now, not by an earlier reuse)."""
+        with self._lock:
+            self._refresh_tokens_reused += 1
+            self._families_revoked += family_revoked
+
     def reset(self) -> None:
         with self._lock:
             self._reset()
@@ -86,4 +99,6 @@ class Counters:
                 tokens_issued=self._tokens_issued,
                 resource_requests=self._resource_requests,
                 unauthorized=dict(self._unauthorized),
+                refresh_tokens_reused=self._refresh_tokens_reused,
+                families_revoked=self._families_revoked,
             )

@@ -7,9 +7,9 @@ fake clock, so a test that freezes its clock cannot freeze an outage), or both.
 
 Several faults can be active at once and they combine, so a permanent ``latency`` plus a one-shot
 ``status=503`` gives one slow 503 and then slow successes: latencies and clock offsets add up; the
-first active fault (in the order they were added) that replaces the response (``drop``, ``status``
-or ``body``) decides the response. Every active fault that matches a request uses up one of its
-``times``.
+first active fault (in the order they were added) that replaces the response (``drop``,
+``lose_response``, ``status`` or ``body``) decides the response. Every active fault that matches a
+request uses up one of its ``times``.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ class Fault:
         an HTTP-date that many seconds from now (``"http-date"``); a string is sent verbatim.
     ``drop``
         Read the request, then close the connection without answering.
+    ``lose_response``
+        Process the request (a refresh token is rotated, a token is issued), then close the
+        connection without answering: the server acted but the client never hears of it.
     ``body`` / ``content_type``
         Answer with this exact body (malformed JSON, an HTML error page...), status ``status`` or
         200. ``content_type`` alone keeps the real response but lies about its type (e.g. a token
@@ -88,6 +91,7 @@ class Fault:
     retry_after: float | str | None = None
     retry_after_format: Literal["seconds", "http-date"] = "seconds"
     drop: bool = False
+    lose_response: bool = False
     body: str | None = None
     content_type: str | None = None
     clock_offset: float = 0.0
@@ -104,7 +108,7 @@ class Fault:
     @property
     def replaces_response(self) -> bool:
         """Whether the fault answers instead of the server (or does not answer at all)."""
-        return self.drop or self.status is not None or self.body is not None
+        return self.drop or self.lose_response or self.status is not None or self.body is not None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, for sending the fault to a server subprocess."""
@@ -115,6 +119,7 @@ class Fault:
             "retry_after": self.retry_after,
             "retry_after_format": self.retry_after_format,
             "drop": self.drop,
+            "lose_response": self.lose_response,
             "body": self.body,
             "content_type": self.content_type,
             "clock_offset": self.clock_offset,
@@ -148,6 +153,11 @@ class Fault:
     def dropped(cls, *, target: TargetSpec = "token") -> Fault:
         """Close the connection without a response."""
         return cls(drop=True, target=target)
+
+    @classmethod
+    def lost_response(cls, *, target: TargetSpec = "token") -> Fault:
+        """Process the request, then close the connection without answering it."""
+        return cls(lose_response=True, target=target)
 
     @classmethod
     def malformed_json(cls, status: int = 200, *, target: TargetSpec = "token") -> Fault:

@@ -73,6 +73,10 @@ class _Grant:
     extra: dict[str, Any] | None = None
     issued_token_type: str | None = None
     client_id: str | None = None
+    #: The refresh token this grant rotates (its answer is kept for the reuse grace window).
+    rotates: str | None = None
+    #: An answer to send again: the refresh token was presented twice within grace.
+    replay: dict[str, Any] | None = None
 
 
 class TokenEndpoint:
@@ -129,6 +133,8 @@ class TokenEndpoint:
         if client is not None and grant_type not in client.record.client.grant_types:
             raise OAuthError("unauthorized_client", f"client may not use the {grant_type} grant")
         grant = self._grants[grant_type](client, form)
+        if grant.replay is not None:
+            return json_response(200, grant.replay)
         return self._issue(client, grant, clock_offset)
 
     def _issue(self, client: Authenticated | None, grant: _Grant, clock_offset: float) -> Response:
@@ -170,6 +176,8 @@ class TokenEndpoint:
             )
         if grant.issued_token_type is not None:
             payload["issued_token_type"] = grant.issued_token_type
+        if grant.rotates is not None:
+            self._store.remember_answer(grant.rotates, payload)
         self._counters.token_issued()
         return json_response(200, payload)
 
@@ -240,18 +248,22 @@ class TokenEndpoint:
         assert token is not None
         try:
             record = self._store.use_refresh_token(token, client.record.client.client_id)
-        except RefreshReuse:
+        except RefreshReuse as reuse:
+            self._counters.refresh_token_reused(family_revoked=reuse.newly_revoked)
             raise OAuthError(
                 "invalid_grant", "refresh token reuse detected: the token family is revoked"
             ) from None
         if record is None:
             raise OAuthError("invalid_grant", "refresh token is invalid, expired or revoked")
+        if record.answer is not None:
+            return _Grant(sub=record.sub, scope=None, audience=None, replay=dict(record.answer))
         return _Grant(
             sub=record.sub,
             scope=self._scope(client.record.client, form, ceiling=record.scope),
             audience=self._audience(form) or record.audience,
             family=record.family,
             refresh=True,
+            rotates=token,
         )
 
     def _jwt_bearer(self, client: Authenticated | None, form: Form) -> _Grant:

@@ -110,7 +110,10 @@ class AuthorizationServer:
     ``token_lifetime`` (seconds, floats allowed) is announced as ``expires_in`` and encoded in
     ``exp``; ``clock`` (e.g. a :class:`~freshtoken.testing.FakeClock`) is the server's notion of
     wall time for ``iat``/``exp``/``Date`` and for bearer validation, so advancing a fake clock
-    expires tokens without sleeping. ``process=True`` runs the server in a subprocess (no fake clock
+    expires tokens without sleeping. ``refresh_reuse_grace`` (seconds) keeps a just-rotated refresh
+    token usable for that long: presenting it again answers with the same new token pair its first
+    use got, as Okta's and Auth0's grace windows do; after it, reuse revokes the family.
+    ``process=True`` runs the server in a subprocess (no fake clock
     there).
     """
 
@@ -124,6 +127,7 @@ class AuthorizationServer:
         audience: str | None = None,
         integer_timestamps: bool = False,
         refresh_token_lifetime: float | None = None,
+        refresh_reuse_grace: float = 0.0,
         clock: Clock | None = None,
         process: bool = False,
         admin_key: str | None = None,
@@ -136,6 +140,7 @@ class AuthorizationServer:
             "audience": audience,
             "integer_timestamps": integer_timestamps,
             "refresh_token_lifetime": refresh_token_lifetime,
+            "refresh_reuse_grace": refresh_reuse_grace,
         }
         self._host = host
         self._requested_port = port
@@ -343,6 +348,7 @@ class AuthorizationServer:
         retry_after: float | str | None = None,
         retry_after_format: Literal["seconds", "http-date"] = "seconds",
         drop: bool = False,
+        lose_response: bool = False,
         body: str | None = None,
         content_type: str | None = None,
         clock_offset: float = 0.0,
@@ -362,6 +368,7 @@ class AuthorizationServer:
                 retry_after=retry_after,
                 retry_after_format=retry_after_format,
                 drop=drop,
+                lose_response=lose_response,
                 body=body,
                 content_type=content_type,
                 clock_offset=clock_offset,
@@ -451,6 +458,17 @@ class AuthorizationServer:
         """401s of the resource endpoint by reason: ``missing``, ``malformed``,
         ``bad_signature``, ``wrong_issuer``, ``wrong_audience``, ``expired``, ``revoked``."""
         return self.counters.unauthorized
+
+    @property
+    def refresh_tokens_reused(self) -> int:
+        """Refresh tokens presented again after they were rotated, outside the reuse grace
+        window: each one is what reuse detection treats as theft."""
+        return self.counters.refresh_tokens_reused
+
+    @property
+    def families_revoked(self) -> int:
+        """Refresh-token families revoked by reuse detection (each family counted once)."""
+        return self.counters.families_revoked
 
     def reset_counters(self) -> None:
         self._backend().reset_counters()

@@ -8,7 +8,9 @@ cutoff, and tokens issued afterwards are unaffected.
 Refresh tokens rotate: using one marks it used and returns a new one of the same *family*. Using a
 used refresh token again is the signature of a stolen token (RFC 6819 §5.2.2.3, OAuth 2.0 Security
 BCP §4.14), so, as real servers do, the whole family is revoked: its refresh tokens and every access
-token issued from it.
+token issued from it. A reuse grace window (``refresh_reuse_grace`` seconds after the first use)
+forgives a client that never heard the answer: within it, the token gets the answer its first use
+got, as Okta's and Auth0's grace windows do.
 """
 
 from __future__ import annotations
@@ -50,10 +52,20 @@ class RefreshRecord:
     serial: int
     expires_at: float | None
     used: bool = False
+    used_at: float = 0.0
+    #: The token response its first use got, replayed within the reuse grace window.
+    answer: dict[str, Any] | None = None
 
 
 class RefreshReuse(Exception):
-    """A rotated-out refresh token was presented again; its family has been revoked."""
+    """A rotated-out refresh token was presented again; its family has been revoked.
+
+    ``newly_revoked`` is false when an earlier reuse had already revoked the family.
+    """
+
+    def __init__(self, family: str, *, newly_revoked: bool) -> None:
+        super().__init__(family)
+        self.newly_revoked = newly_revoked
 
 
 class TokenStore:
@@ -66,8 +78,12 @@ class TokenStore:
         *,
         integer_timestamps: bool = False,
         refresh_token_lifetime: float | None = None,
+        refresh_reuse_grace: float = 0.0,
     ) -> None:
+        if refresh_reuse_grace < 0:
+            raise ValueError("refresh_reuse_grace must be >= 0")
         self.key = key
+        self.refresh_reuse_grace = refresh_reuse_grace
         self.clock = clock
         self.integer_timestamps = integer_timestamps
         self.refresh_token_lifetime = refresh_token_lifetime
@@ -157,21 +173,39 @@ class TokenStore:
     def use_refresh_token(self, token: str, client_id: str) -> RefreshRecord | None:
         """Consume ``token`` for ``client_id``: its record, or ``None`` if it is not usable.
 
-        Raises :class:`RefreshReuse` (after revoking the family) if it was already used.
+        A record that comes back already used, with its ``answer``, was presented again within
+        the grace window: the caller replays that answer. Raises :class:`RefreshReuse` (after
+        revoking the family) if it was used before, outside grace.
         """
+        now = self.clock.time()
         with self._lock:
             record = self._refresh.get(token)
             if record is None or record.client_id != client_id:
                 return None
             if record.used:
-                self._revoked_families.add(record.family)
-                raise RefreshReuse(record.family)
+                return self._reused(record, now)
             if self._refresh_revoked(record) or (
-                record.expires_at is not None and self.clock.time() >= record.expires_at
+                record.expires_at is not None and now >= record.expires_at
             ):
                 return None
             record.used = True
+            record.used_at = now
             return record
+
+    def _reused(self, record: RefreshRecord, now: float) -> RefreshRecord | None:
+        """A used refresh token again: forgiven within grace, else its family is revoked."""
+        if now < record.used_at + self.refresh_reuse_grace and record.answer is not None:
+            return None if self._refresh_revoked(record) else record
+        newly = record.family not in self._revoked_families
+        self._revoked_families.add(record.family)
+        raise RefreshReuse(record.family, newly_revoked=newly)
+
+    def remember_answer(self, token: str, answer: dict[str, Any]) -> None:
+        """Keep the response a refresh with ``token`` got, for replay within grace."""
+        with self._lock:
+            record = self._refresh.get(token)
+            if record is not None and self.refresh_reuse_grace > 0:
+                record.answer = answer
 
     # -- revocation ----------------------------------------------------------------------
 
