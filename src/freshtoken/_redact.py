@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["MIN_ECHO_LENGTH", "safe_server_text", "scrub_sent"]
+__all__ = [
+    "INVALID_ERROR_CODE",
+    "MIN_ECHO_LENGTH",
+    "safe_error_code",
+    "safe_error_uri",
+    "safe_server_text",
+    "scrub_sent",
+]
 
 #: Runs of token-ish characters (JWTs, opaque tokens, base64 secrets, hex keys).
 _TOKENISH = re.compile(r"[A-Za-z0-9\-_.~+/=]{16,}")
@@ -24,6 +31,14 @@ def _cut(match: re.Match[str]) -> str:
     run = match.group()
     return run if _WORDISH.fullmatch(run) else "<redacted>"
 
+
+#: RFC 6749 §5.2: ``error`` is %x20-21 / %x23-5B / %x5D-7E (printable ASCII but ``"`` and ``\\``).
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,100}")
+#: RFC 6749 §5.2: ``error_uri`` is %x21 / %x23-5B / %x5D-7E (no space either).
+_ERROR_URI = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,300}")
+#: What an ``error`` outside that character set is shown as: never the value itself, which may
+#: hold a forged log line or a secret in a form redaction cannot recognise.
+INVALID_ERROR_CODE = "<invalid error code>"
 
 #: Sent values shorter than this are not searched for (they would cut ordinary words).
 MIN_ECHO_LENGTH = 4
@@ -48,3 +63,19 @@ def safe_server_text(text: str, limit: int, *, sent: Iterable[str] = ()) -> str:
     if len(printable) > limit:
         printable = printable[:limit] + "…"
     return printable
+
+
+def safe_error_code(code: str, *, sent: Iterable[str] = ()) -> str:
+    """A server's ``error`` code fit to show: redacted as ``error_description`` is, or
+    :data:`INVALID_ERROR_CODE` when it breaks RFC 6749's character set (or is over 100 long)."""
+    if not _ERROR_CODE.fullmatch(code):
+        return INVALID_ERROR_CODE
+    return safe_server_text(code, 100, sent=sent)
+
+
+def safe_error_uri(uri: str, *, sent: Iterable[str] = ()) -> str | None:
+    """A server's ``error_uri`` with sent secrets cut out, or ``None`` when it breaks RFC 6749's
+    character set (a control character, a space, a quote) or is over 300 characters long."""
+    if not _ERROR_URI.fullmatch(uri):
+        return None
+    return scrub_sent(uri, sent)

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 
 from ._errors import TokenResponseError
 from ._http import HttpResponse
-from ._redact import safe_server_text
+from ._redact import INVALID_ERROR_CODE, safe_error_code, safe_server_text
 
 __all__ = [
     "EXCERPT_LENGTH",
@@ -119,9 +119,10 @@ def peek_error_code(response: HttpResponse) -> str | None:
     except TokenResponseError:
         return None
     error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, str) and error.isascii() and error.isprintable() and len(error) <= 100:
-        return error
-    return None
+    if not isinstance(error, str):
+        return None
+    code = safe_error_code(error)
+    return None if code == INVALID_ERROR_CODE else code
 
 
 def server_date(response: HttpResponse) -> float | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._errors import OAuthError, TokenResponseError
 from ._jwt import unverified_claims
-from ._redact import safe_server_text, scrub_sent
+from ._redact import safe_error_code, safe_error_uri, safe_server_text
 
 __all__ = [
     "MAX_ACCESS_TOKEN_LENGTH",
@@ -273,9 +273,9 @@ def _raise_error_response(
     description = data.get("error_description")
     uri = data.get("error_uri")
     raise OAuthError(
-        error[:100],
+        safe_error_code(error, sent=sent),
         safe_server_text(description, 300, sent=sent) if isinstance(description, str) else None,
-        scrub_sent(uri[:300], sent) if isinstance(uri, str) else None,
+        safe_error_uri(uri, sent=sent) if isinstance(uri, str) else None,
         status,
     )
 

@@ -447,3 +447,57 @@ def test_an_error_uri_echoing_what_was_sent_shows_it_redacted_and_keeps_its_shap
     assert caught.value.uri == (
         "https://as.example.com/errors/invalid_grant?rt=<redacted>&cs=<redacted>"
     )
+
+
+# -- server-supplied strings: the error code, error_uri, and control characters --------------
+
+
+def _refused_with(server: AuthorizationServer, body: dict[str, Any]) -> ft.OAuthError:
+    server.inject(status=400, body=json.dumps(body), content_type="application/json", times=1)
+    with pytest.raises(ft.OAuthError) as caught:
+        get_sync(RefreshTokenGrant(server.token_url, REFRESH, "cid", SECRET))
+    return caught.value
+
+
+def test_an_error_code_echoing_a_secret_shows_it_redacted_in_message_and_log(
+    server: AuthorizationServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="freshtoken")
+    error = _refused_with(server, {"error": f"bad refresh_token {REFRESH} for secret {SECRET}"})
+    assert error.error == "bad refresh_token <redacted> for secret <redacted>"
+    for secret in (REFRESH, SECRET):
+        assert secret not in str(error) + repr(error)
+        assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "invalid_grant\nFAKE LOG LINE: all good",
+        "invalid\rgrant",
+        "invalid\x1b[31mgrant",
+        'say "quoted"',
+        "back\\slash",
+        "caf\u00e9",
+        "x" * 101,
+    ],
+    ids=["newline", "cr", "escape", "dquote", "backslash", "non-ascii", "too-long"],
+)
+def test_an_error_code_outside_the_rfc_character_set_is_shown_as_invalid_not_quoted(
+    server: AuthorizationServer, caplog: pytest.LogCaptureFixture, code: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="freshtoken")
+    error = _refused_with(server, {"error": code})
+    assert error.error == "<invalid error code>"
+    assert code not in str(error)
+    assert "FAKE LOG LINE" not in caplog.text
+    for record in caplog.records:
+        assert not any(ch in record.getMessage() for ch in "\r\n\x1b")
+
+
+def test_an_error_uri_with_control_characters_is_dropped(server: AuthorizationServer) -> None:
+    error = _refused_with(
+        server, {"error": "invalid_grant", "error_uri": "https://as.example/e\nFAKE LOG LINE"}
+    )
+    assert error.error == "invalid_grant"
+    assert error.uri is None
