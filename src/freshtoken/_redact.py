@@ -33,7 +33,7 @@ def _cut(match: re.Match[str]) -> str:
 
 
 #: RFC 6749 §5.2: ``error`` is %x20-21 / %x23-5B / %x5D-7E (printable ASCII but ``"`` and ``\\``).
-_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,100}")
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 #: RFC 6749 §5.2: ``error_uri`` is %x21 / %x23-5B / %x5D-7E (no space either).
 _ERROR_URI = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,300}")
 #: What an ``error`` outside that character set is shown as: never the value itself, which may
@@ -66,8 +66,10 @@ def safe_server_text(text: str, limit: int, *, sent: Iterable[str] = ()) -> str:
 
 
 def safe_error_code(code: str, *, sent: Iterable[str] = ()) -> str:
-    """A server's ``error`` code fit to show: redacted as ``error_description`` is, or
-    :data:`INVALID_ERROR_CODE` when it breaks RFC 6749's character set (or is over 100 long)."""
+    """A server's ``error`` code fit to show: its first 100 characters, redacted as
+    ``error_description`` is, or :data:`INVALID_ERROR_CODE` when they break RFC 6749's
+    character set."""
+    code = code[:100]
     if not _ERROR_CODE.fullmatch(code):
         return INVALID_ERROR_CODE
     return safe_server_text(code, 100, sent=sent)

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 
 from ._errors import TokenResponseError
 from ._http import HttpResponse
-from ._redact import INVALID_ERROR_CODE, safe_error_code, safe_server_text
+from ._redact import INVALID_ERROR_CODE, safe_server_text
 
 __all__ = [
     "EXCERPT_LENGTH",
@@ -30,6 +30,8 @@ __all__ = [
 #: At most this many characters of a non-JSON body appear in an error message.
 EXCERPT_LENGTH = 80
 _BOM = b"\xef\xbb\xbf"
+#: The shape of every registered OAuth error code (``temporarily_unavailable``).
+_ERROR_WORD = re.compile(r"[a-z][a-z_]{0,63}")
 _SECRET_WORDS = re.compile(r"(?i)(token|secret|password|assertion|bearer|key)")
 
 
@@ -111,7 +113,9 @@ def read_json(response: HttpResponse, *, what: str = "token response") -> object
 
 
 def peek_error_code(response: HttpResponse) -> str | None:
-    """The ``error`` member of a JSON body, if there is a readable one (never raises)."""
+    """The ``error`` member of a JSON body (never raises): ``None`` if there is none, and
+    :data:`INVALID_ERROR_CODE` unless it reads as a registered code does (``snake_case`` letters),
+    since the request's secrets are not at hand here to cut out of anything else."""
     if not is_json(response):
         return None
     try:
@@ -121,8 +125,7 @@ def peek_error_code(response: HttpResponse) -> str | None:
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, str):
         return None
-    code = safe_error_code(error)
-    return None if code == INVALID_ERROR_CODE else code
+    return error if _ERROR_WORD.fullmatch(error) else INVALID_ERROR_CODE
 
 
 def server_date(response: HttpResponse) -> float | None:

@@ -783,3 +783,53 @@ def counts() -> dict[str, int]:
 
 
 Check = Callable[[Any], None]
+
+
+# -- begin: server error codes with secrets and control characters (issue 13 item 7) ----------
+# RFC 6749 §5.2: an ``error`` outside %x20-21 / %x23-5B / %x5D-7E is shown as invalid, never
+# quoted; one inside it is redacted as error_description is.
+
+INVALID_CODE = "<invalid error code>"
+body_case(
+    "error-code-echoes-refresh-token",
+    json.dumps({"error": f"bad refresh_token {RT}"}),
+    ft.OAuthError,
+    status=400,
+    value={"error": "bad refresh_token <redacted>"},
+)
+body_case(
+    "error-code-with-newline",
+    json.dumps({"error": f"invalid_grant\nFAKE {MARK} LOG LINE"}),
+    ft.OAuthError,
+    status=400,
+    value={"error": INVALID_CODE},
+)
+body_case(
+    "error-code-with-escape",
+    json.dumps({"error": f"\x1b[2K{MARK}"}),
+    ft.OAuthError,
+    status=400,
+    value={"error": INVALID_CODE},
+)
+body_case(
+    "error-code-with-quote",
+    json.dumps({"error": f'"{MARK}"'}),
+    ft.OAuthError,
+    status=400,
+    value={"error": INVALID_CODE},
+)
+body_case(
+    "error-uri-with-newline",
+    json.dumps({"error": "invalid_grant", "error_uri": f"https://as.example/\n{MARK}"}),
+    ft.OAuthError,
+    status=400,
+    value={"error": "invalid_grant", "uri": None},
+)
+body_case(
+    "503-error-code-echoes-secret",
+    json.dumps({"error": f"down {MARK}\r\nFAKE"}),
+    ft.TokenEndpointUnavailable,
+    status=503,
+    message=INVALID_CODE,
+)
+# -- end: server error codes ------------------------------------------------------------------

@@ -456,6 +456,37 @@ def run_every_path(
     )
     with manager(ft.ClientCredentials(server.token_url, "sweep-basic", basic_secret)) as t:
         sweep.expect("TokenResponseError json", ft.TokenResponseError, t.get)
+    # -- begin: server error codes echoing secrets, with control characters (issue 13.7) -----
+    sweep.path("OAuthError (error code echoing the client secret)")
+    server.inject(
+        status=400,
+        body=json.dumps({"error": f"bad client_secret {basic_secret}"}),
+        content_type="application/json",
+        times=1,
+    )
+    with manager(ft.ClientCredentials(server.token_url, "sweep-basic", basic_secret)) as t:
+        sweep.expect("OAuthError echoed code", ft.OAuthError, t.get)
+    sweep.path("OAuthError (error code forging a log line)")
+    forged = distinctive("forged-line")
+    sweep.configured.add(forged)  # the invalid code must be shown as invalid, never quoted
+    server.inject(
+        status=400,
+        body=json.dumps({"error": f"invalid_grant\n{forged}", "error_uri": f"x\n{forged}"}),
+        content_type="application/json",
+        times=1,
+    )
+    with manager(ft.ClientCredentials(server.token_url, "sweep-basic", basic_secret)) as t:
+        sweep.expect("OAuthError control code", ft.OAuthError, t.get)
+    sweep.path("TokenEndpointUnavailable (503 error code echoing the secret)")
+    server.inject(
+        status=503,
+        body=json.dumps({"error": f"down\r\n{basic_secret}"}),
+        content_type="application/json",
+        times=3,
+    )
+    with manager(source, policy=policy) as tokens:
+        sweep.expect("503 echoed code", ft.TokenEndpointUnavailable, tokens.get)
+    # -- end: server error codes -----------------------------------------------------------------
     sweep.path("TokenResponseError (bad access token from a function)")
     bad_token = distinctive("bad") + " with space"
     sweep.configured.add(bad_token)
