@@ -101,6 +101,7 @@ class OAuthError(TokenRequestError):
 
     ``error`` is the error code (``invalid_client``, ``invalid_grant``, ...), ``description`` and
     ``uri`` the optional ``error_description`` / ``error_uri``, ``status`` the HTTP status.
+    ``hint``, freshtoken's own advice on what the refusal means, ends the message.
     """
 
     def __init__(
@@ -109,12 +110,16 @@ class OAuthError(TokenRequestError):
         description: str | None = None,
         uri: str | None = None,
         status: int | None = None,
+        *,
+        hint: str | None = None,
     ) -> None:
         text = f"the authorization server refused the token request: {error}"
         if status is not None:
             text += f" (HTTP {status})"
         if description:
             text += f": {description}"
+        if hint:
+            text += f"; {hint}"
         super().__init__(text)
         self.error = error
         self.description = description

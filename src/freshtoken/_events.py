@@ -24,6 +24,7 @@ EventKind = Literal[
     "invalidated",
     "skew_detected",
     "store_unavailable",
+    "refresh_token_refused",
 ]
 
 
@@ -36,7 +37,10 @@ class Event:
         replacing a still-usable one), ``served_stale`` (a refresh failed and the still-valid
         token stays in service), ``failed`` (a fetch failed), ``invalidated`` (a token was dropped
         after a 401), ``skew_detected`` (the server's clock differs from ours),
-        ``store_unavailable`` (the shared store failed; the manager fetched locally).
+        ``store_unavailable`` (the shared store failed; the manager fetched locally),
+        ``refresh_token_refused`` (the server answered ``invalid_grant`` to a refresh: the refresh
+        token is spent or revoked; a person must sign in again, or PasswordGrant uses its
+        password).
     ``fingerprint``
         The token's fingerprint (first 8 hex of SHA-256), when a token is concerned.
     ``duration``
@@ -74,7 +78,9 @@ class Event:
 
 EventSink = Callable[[Event], None]
 
-_WARNING_KINDS = frozenset({"failed", "served_stale", "store_unavailable", "skew_detected"})
+_WARNING_KINDS = frozenset(
+    {"failed", "served_stale", "store_unavailable", "skew_detected", "refresh_token_refused"}
+)
 
 
 def describe_error(error: BaseException) -> str:

@@ -35,7 +35,7 @@ from ._errors import (
     TokenRequestError,
     TokenResponseError,
 )
-from ._events import describe_error
+from ._events import Event, describe_error
 from ._http import HttpRequest, HttpResponse, Reply, Step, safe_url
 from ._response import describe_body, is_json, read_json, server_date
 from ._retry import DEFAULT_MAX_ATTEMPTS, exchange
@@ -393,8 +393,12 @@ class _HttpGrant:
         token_url: str,
         grant_type: str,
         grant_fields: Callable[[], Fields],
+        *,
+        spends_credential: bool = False,
     ) -> Flow:
-        """One token request, retried while the failure is transient; the parsed token."""
+        """One token request, retried while the failure is transient; the parsed token.
+
+        ``spends_credential``: the request uses up what it sends (see :func:`exchange`)."""
 
         sent: list[str] = []  # the last request's values, scrubbed from error descriptions
 
@@ -426,6 +430,7 @@ class _HttpGrant:
             policy=ctx.policy,
             max_attempts=self._max_attempts,
             draw=self._random.random,
+            spends_credential=spends_credential,
         )
         return self._parse(ctx, done.response, done.sent_at, sent)
 
@@ -535,7 +540,14 @@ class _RotatingGrant(_HttpGrant):
         def fields() -> Fields:
             return [("refresh_token", refresh_token)]
 
-        token = yield from self._request(ctx, token_url, "refresh_token", fields)
+        try:
+            token = yield from self._request(
+                ctx, token_url, "refresh_token", fields, spends_credential=True
+            )
+        except OAuthError as error:
+            if error.error != "invalid_grant":
+                raise
+            raise self._refresh_refused(ctx, error) from None
         if token.refresh_token is None:
             # RFC 6749 §6: no new refresh token means the old one stays valid; keep it with the
             # token so that the store holds it and the next refresh finds it.
@@ -546,6 +558,20 @@ class _RotatingGrant(_HttpGrant):
     def _remember(self, refresh_token: str | None) -> None:
         with self._lock:
             self._refresh_token = refresh_token
+
+    def _refresh_refused(self, ctx: FetchContext, error: OAuthError) -> OAuthError:
+        """``invalid_grant`` to a refresh: the refresh token is spent, expired or revoked (a
+        family revoked after a reuse), which no retry mends; say so, and report it."""
+        refused = OAuthError(
+            error.error,
+            error.description,
+            error.uri,
+            error.status,
+            hint="the refresh token is spent, expired or revoked, and only a new sign-in can "
+            "replace it",
+        )
+        ctx.emit(Event("refresh_token_refused", ctx.key, error=describe_error(refused)))
+        return refused
 
 
 class RefreshTokenGrant(_RotatingGrant):

@@ -138,6 +138,11 @@ def _transient(reply: Reply, *, now: float) -> tuple[str, int | None, float | No
     return None
 
 
+def _answer_lost(reply: Reply) -> bool:
+    """The request went out and its connection broke without an answer."""
+    return isinstance(reply, TransportFailure) and reply.kind == "network"
+
+
 def exchange(
     build: Callable[[], HttpRequest],
     *,
@@ -148,6 +153,7 @@ def exchange(
     max_attempts: int,
     draw: Callable[[], float],
     what: str = "token endpoint",
+    spends_credential: bool = False,
 ) -> Generator[Step, Reply, Exchange]:
     """Send the request ``build()`` makes (a fresh one per attempt) until an answer that is not
     transient comes back; sleep between attempts as :func:`decide_retry` says.
@@ -155,8 +161,15 @@ def exchange(
     Raises :class:`TokenEndpointUnavailable` when retrying stops on a transient failure, and
     :class:`TokenResponseError` for a body over the size cap. A sans-I/O flow: it yields
     :class:`HttpRequest` / :class:`Sleep` and is sent the replies.
+
+    ``spends_credential``: the request uses up what it sends (a rotating refresh token), so an
+    answer lost after the request went out may mean the server has already rotated it. Such a
+    request is sent again once, at once, while the server may still honour it within a reuse
+    grace window, and never after a second lost answer: looping would only present a spent
+    token again and again, which servers punish by revoking the whole token family.
     """
     attempts = 0
+    lost = 0
     while True:
         request = build()
         sent_at = clock_time()
@@ -171,6 +184,15 @@ def exchange(
             assert isinstance(reply, HttpResponse)
             return Exchange(reply, sent_at, attempts)
         text, status, retry_after = problem
+        if spends_credential and _answer_lost(reply):
+            lost += 1
+            if lost == 1:
+                continue  # at once: a grace window is short
+            raise TokenEndpointUnavailable(
+                f"the {what} {safe_url(request.url)} is unavailable: {text}, twice; the refresh "
+                "token it was sent may already be spent, so it is not sent again",
+                status=status,
+            )
         decision = decide_retry(
             attempts=attempts,
             max_attempts=max_attempts,

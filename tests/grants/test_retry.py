@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from email.utils import formatdate
+from typing import Any
 
+import httpx
 import pytest
 
 import freshtoken as ft
 from freshtoken._http import HttpRequest, HttpResponse, Sleep, TransportFailure
 from freshtoken._retry import decide_retry, exchange, parse_retry_after
+from freshtoken.testing import AuthorizationServer, Fault
 
 POLICY = ft.RefreshPolicy(backoff_initial=1.0, backoff_max=8.0, max_retry_after=60.0)
 NOW = 1_800_000_000.0
@@ -135,3 +138,99 @@ def test_408_is_retried_and_4xx_is_not() -> None:
     next(steps)
     with pytest.raises(StopIteration):
         steps.send(HttpResponse(404))
+
+
+# -- lost answers to a refresh: once, at once, never in a loop (issue 12 case 5) --------------
+
+
+def _lost_exchange(*, spends_credential: bool) -> Any:
+    flow = exchange(
+        lambda: HttpRequest("POST", "http://127.0.0.1:9/token", {}, b""),
+        clock_time=lambda: 0.0,
+        clock_monotonic=lambda: 0.0,
+        deadline=60.0,
+        policy=ft.RefreshPolicy(),
+        max_attempts=3,
+        draw=lambda: 0.5,
+        spends_credential=spends_credential,
+    )
+    assert isinstance(next(flow), HttpRequest)
+    return flow
+
+
+def test_a_lost_answer_to_a_spending_request_is_sent_again_at_once_then_given_up() -> None:
+    flow = _lost_exchange(spends_credential=True)
+    assert isinstance(flow.send(TransportFailure("network")), HttpRequest)  # no Sleep first
+    with pytest.raises(ft.TokenEndpointUnavailable, match="not sent again"):
+        flow.send(TransportFailure("network"))
+
+
+def test_a_lost_answer_to_an_ordinary_request_backs_off_as_usual() -> None:
+    flow = _lost_exchange(spends_credential=False)
+    assert isinstance(flow.send(TransportFailure("network")), Sleep)
+
+
+def _refresh_after_lost_answers(
+    lost: int, *, grace: float
+) -> tuple[_Snapshot, list[ft.Event], ft.Token | BaseException]:
+    """A RefreshTokenGrant's first refresh, the first ``lost`` answers lost after processing."""
+    events: list[ft.Event] = []
+    with AuthorizationServer(refresh_reuse_grace=grace) as server:
+        client = server.add_client(refresh_tokens=True)
+        assert client.client_secret is not None
+        first = httpx.post(
+            server.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(client.client_id, client.client_secret),
+            timeout=10,
+        ).json()["refresh_token"]
+        source: ft.TokenSource = ft.RefreshTokenGrant(
+            server.token_url, first, client.client_id, client.client_secret
+        )
+        server.inject(Fault.lost_response(), times=lost)
+        outcome: ft.Token | BaseException
+        with ft.TokenManager(source, policy=FAST_RETRY, on_event=events.append) as tokens:
+            try:
+                outcome = tokens.get()
+            except ft.FreshTokenError as error:
+                outcome = error
+        server.clear_faults()
+        snapshot = server.counters
+    return _Snapshot(snapshot), events, outcome
+
+
+class _Snapshot:
+    """The server's counters after the run (the server itself is stopped)."""
+
+    def __init__(self, counters: Any) -> None:
+        self.refresh_requests = counters.token_requests_by_grant.get("refresh_token", 0)
+        self.refresh_tokens_reused = counters.refresh_tokens_reused
+        self.families_revoked = counters.families_revoked
+
+
+FAST_RETRY = ft.RefreshPolicy(backoff_initial=0.001, backoff_max=0.005)
+
+
+def test_a_lost_refresh_answer_within_a_grace_window_is_recovered_by_one_prompt_retry() -> None:
+    server, events, outcome = _refresh_after_lost_answers(1, grace=30.0)
+    assert isinstance(outcome, ft.Token)
+    assert server.refresh_requests == 2
+    assert (server.refresh_tokens_reused, server.families_revoked) == (0, 0)
+    assert not [e for e in events if e.kind == "refresh_token_refused"]
+
+
+def test_a_lost_refresh_answer_without_grace_says_sign_in_again_and_reports_it() -> None:
+    server, events, outcome = _refresh_after_lost_answers(1, grace=0.0)
+    assert isinstance(outcome, ft.OAuthError)
+    assert outcome.error == "invalid_grant"
+    assert "sign-in" in str(outcome)
+    assert server.refresh_requests == 2  # one retry, not the retry loop
+    assert (server.refresh_tokens_reused, server.families_revoked) == (1, 1)
+    assert [e.kind for e in events].count("refresh_token_refused") == 1
+
+
+def test_two_lost_refresh_answers_stop_without_presenting_the_token_a_third_time() -> None:
+    server, _, outcome = _refresh_after_lost_answers(2, grace=30.0)
+    assert isinstance(outcome, ft.TokenEndpointUnavailable)
+    assert server.refresh_requests == 2
+    assert (server.refresh_tokens_reused, server.families_revoked) == (0, 0)
