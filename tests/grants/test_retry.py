@@ -234,3 +234,23 @@ def test_two_lost_refresh_answers_stop_without_presenting_the_token_a_third_time
     assert isinstance(outcome, ft.TokenEndpointUnavailable)
     assert server.refresh_requests == 2
     assert (server.refresh_tokens_reused, server.families_revoked) == (0, 0)
+
+
+def test_a_password_grant_whose_refresh_token_is_refused_signs_in_again_and_reports_it() -> None:
+    events: list[ft.Event] = []
+    with AuthorizationServer() as server:
+        client = server.add_client()
+        server.add_user("alice", "alice-password")
+        grant = ft.PasswordGrant(
+            server.token_url, "alice", "alice-password", client.client_id, client.client_secret
+        )
+        with ft.TokenManager(grant, policy=FAST_RETRY, on_event=events.append) as tokens:
+            first = tokens.get()
+            assert first.refresh_token is not None
+            server.inject(Fault.lost_response(), times=1)
+            tokens.invalidate(first)
+            again = tokens.get()
+        by_grant = server.token_requests_by_grant
+    assert again.access_token != first.access_token
+    assert by_grant == {"password": 2, "refresh_token": 2}
+    assert [e.kind for e in events].count("refresh_token_refused") == 1
