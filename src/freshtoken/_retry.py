@@ -186,11 +186,11 @@ def exchange(
         text, status, retry_after = problem
         if spends_credential and _answer_lost(reply):
             lost += 1
-            if lost == 1:
+            if lost == 1 and clock_monotonic() < deadline:
                 continue  # at once: a grace window is short
             raise TokenEndpointUnavailable(
-                f"the {what} {safe_url(request.url)} is unavailable: {text}, twice; the refresh "
-                "token it was sent may already be spent, so it is not sent again",
+                f"the {what} {safe_url(request.url)} is unavailable: {text}; the refresh token it "
+                "was sent may already be spent, so it is not sent again",
                 status=status,
             )
         decision = decide_retry(

@@ -143,12 +143,12 @@ def test_408_is_retried_and_4xx_is_not() -> None:
 # -- lost answers to a refresh: once, at once, never in a loop (issue 12 case 5) --------------
 
 
-def _lost_exchange(*, spends_credential: bool) -> Any:
+def _lost_exchange(*, spends_credential: bool, deadline: float = 60.0) -> Any:
     flow = exchange(
         lambda: HttpRequest("POST", "http://127.0.0.1:9/token", {}, b""),
         clock_time=lambda: 0.0,
         clock_monotonic=lambda: 0.0,
-        deadline=60.0,
+        deadline=deadline,
         policy=ft.RefreshPolicy(),
         max_attempts=3,
         draw=lambda: 0.5,
@@ -161,6 +161,12 @@ def _lost_exchange(*, spends_credential: bool) -> Any:
 def test_a_lost_answer_to_a_spending_request_is_sent_again_at_once_then_given_up() -> None:
     flow = _lost_exchange(spends_credential=True)
     assert isinstance(flow.send(TransportFailure("network")), HttpRequest)  # no Sleep first
+    with pytest.raises(ft.TokenEndpointUnavailable, match="not sent again"):
+        flow.send(TransportFailure("network"))
+
+
+def test_a_lost_answer_past_the_deadline_is_not_sent_again() -> None:
+    flow = _lost_exchange(spends_credential=True, deadline=0.0)
     with pytest.raises(ft.TokenEndpointUnavailable, match="not sent again"):
         flow.send(TransportFailure("network"))
 
