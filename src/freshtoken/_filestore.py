@@ -126,7 +126,7 @@ class _FileBackend:
         except UnreadableRecord as problem:
             raise UnreadableRecord(f"the token file {path.name}: {problem}") from None
 
-    def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
+    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
         self._ensure_directory()
         path = self._path(key, ".json")
         try:

@@ -9,6 +9,7 @@ against.
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -40,12 +41,13 @@ class _MemoryBackend:
                 return None
             return record[0]
 
-    def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
+    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
         with self._lock:
             record = self._records.get(key)
             if record is not None and record[1] > version and time.monotonic() < record[2]:
                 return False
-            self._records[key] = (token, version, time.monotonic() + ttl)
+            expires = math.inf if ttl is None else time.monotonic() + ttl
+            self._records[key] = (token, version, expires)
             return True
 
     def delete(self, key: str, fingerprint: str) -> bool:

@@ -62,6 +62,8 @@ __all__ = [
     "decide",
     "hard_deadline",
     "poll_delay",
+    "record_ttl",
+    "refresh_lifetime",
     "with_expiry",
 ]
 
@@ -101,6 +103,40 @@ def with_expiry(token: Token, policy: RefreshPolicy) -> Token:
     if token.expires_at is not None:
         return token
     return token.replace(expires_at=token.issued_at + timedelta(seconds=policy.default_lifetime))
+
+
+#: Response members in which servers state the refresh token's lifetime in seconds (Keycloak's
+#: ``refresh_expires_in``; GitHub's and Entra's ``refresh_token_expires_in``).
+REFRESH_LIFETIME_FIELDS = ("refresh_expires_in", "refresh_token_expires_in")
+
+
+def refresh_lifetime(token: Token) -> float | None:
+    """Seconds from its issue that ``token``'s refresh token stays valid, when the server said so
+    (a positive number in one of :data:`REFRESH_LIFETIME_FIELDS`); else ``None``: unknown, so
+    it is kept until it is replaced (Keycloak's ``0`` means "does not expire")."""
+    for name in REFRESH_LIFETIME_FIELDS:
+        value = token.extra.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e10:
+            return float(value)
+    return None
+
+
+def record_ttl(token: Token, *, wall: float) -> float | None:
+    """Seconds a store keeps the record of ``token`` from ``wall``; ``None``: until replaced.
+
+    The record lives as long as anything in it may still be used: a refresh token outlives its
+    access token, and a process that comes back after the access token expired (idle, restarted,
+    on another host) must find the newest refresh token there, not fall back to one it remembers,
+    which another process may have rotated already (reuse detection would revoke the family).
+    """
+    assert token.expires_at is not None
+    access_left = token.expires_at.timestamp() - wall
+    if token.refresh_token is None:
+        return access_left
+    lifetime = refresh_lifetime(token)
+    if lifetime is None:
+        return None
+    return max(access_left, token.issued_at.timestamp() + lifetime - wall)
 
 
 def hard_deadline(token: Token, policy: RefreshPolicy) -> float:
@@ -219,7 +255,7 @@ class Release:
 class Save:
     key: str
     token: Token
-    ttl: float
+    ttl: float | None
     version: int
 
 
@@ -377,9 +413,8 @@ class LeaseFetcher:
             raise
         token = with_expiry(fetched, ctx.policy)
         run.fetched = token
-        assert token.expires_at is not None
-        ttl = token.expires_at.timestamp() - clock.time()
-        if ttl > 0:
+        ttl = record_ttl(token, wall=clock.time())
+        if ttl is None or ttl > 0:
             yield Save(self._key, token, ttl, _version(token))
         yield from self._release(run)
         return token

@@ -103,9 +103,10 @@ class StoreBackend(Protocol):
         """The stored token, or ``None``."""
         ...
 
-    def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
-        """Store ``token`` for ``ttl`` seconds unless a record with a higher ``version`` is there
-        (a late writer never overwrites a newer token). True if it was stored."""
+    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
+        """Store ``token`` for ``ttl`` seconds (``None``: until replaced) unless a record with a
+        higher ``version`` is there (a late writer never overwrites a newer token). True if it
+        was stored."""
         ...
 
     def delete(self, key: str, fingerprint: str) -> bool:
@@ -133,7 +134,7 @@ class AsyncStoreBackend(Protocol):
 
     async def load(self, key: str) -> Token | None: ...
 
-    async def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool: ...
+    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool: ...
 
     async def delete(self, key: str, fingerprint: str) -> bool: ...
 
@@ -156,7 +157,7 @@ class ThreadedBackend:
     async def load(self, key: str) -> Token | None:
         return await asyncio.to_thread(self._backend.load, key)
 
-    async def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
+    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
         return await asyncio.to_thread(
             functools.partial(self._backend.save, key, token, ttl=ttl, version=version)
         )
@@ -185,7 +186,7 @@ class InlineBackend:
     async def load(self, key: str) -> Token | None:
         return self._backend.load(key)
 
-    async def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
+    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
         return self._backend.save(key, token, ttl=ttl, version=version)
 
     async def delete(self, key: str, fingerprint: str) -> bool:

@@ -10,7 +10,8 @@ What Redis holds, for a token whose source key hashes to ``<h>`` (``prefix`` def
 ``freshtoken:``)::
 
     freshtoken:v1:<h>         a hash: v (version: expiry in ms), f (fingerprint), d (the record),
-                              expiring (PX) when the token does
+                              expiring (PX) when nothing in it can be used any more: kept
+                              while its refresh token may be valid
     freshtoken:v1:<h>:lease   the lease: SET NX PX with a random owner token
 
 Saving, releasing and extending are Lua scripts, so each is one atomic step on the server: a save
@@ -61,7 +62,7 @@ if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', ARGV[2], 'd', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1
 """
 
@@ -137,9 +138,10 @@ class _Commands:
         data = _as_bytes(reply)
         return None if data is None else self._codec.decode(data)
 
-    def save(self, key: str, token: Token, *, ttl: float, version: int) -> _Steps[bool]:
+    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> _Steps[bool]:
         payload = self._codec.encode(token)
-        args = (version, token.fingerprint, payload, _milliseconds(ttl))
+        lifetime = 0 if ttl is None else _milliseconds(ttl)  # 0: kept until replaced
+        args = (version, token.fingerprint, payload, lifetime)
         reply = yield _Call(args, "save", (self._record(key),))
         return bool(reply)
 
@@ -207,7 +209,7 @@ class _SyncRedis:
     def load(self, key: str) -> Token | None:
         return self._run(self._commands.load(key))
 
-    def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
+    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
         return self._run(self._commands.save(key, token, ttl=ttl, version=version))
 
     def delete(self, key: str, fingerprint: str) -> bool:
@@ -258,7 +260,7 @@ class _AsyncRedis:
     async def load(self, key: str) -> Token | None:
         return await self._run(self._commands.load(key))
 
-    async def save(self, key: str, token: Token, *, ttl: float, version: int) -> bool:
+    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
         return await self._run(self._commands.save(key, token, ttl=ttl, version=version))
 
     async def delete(self, key: str, fingerprint: str) -> bool:
