@@ -38,7 +38,7 @@ from typing import Any
 try:
     import grpc
     import grpc.aio
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:  # pragma: no branch - which branch runs depends on the install
     raise ImportError("freshtoken.grpc needs grpcio: pip install 'freshtoken[grpc]'") from exc
 
 from ._authflow import Attempt, Flow, Send, present, recover, token_async, token_sync

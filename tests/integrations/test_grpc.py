@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -352,3 +354,16 @@ def test_a_failed_token_request_fails_the_call_without_leaking_the_secret(
 def test_anything_but_a_token_manager_is_refused(make: Callable[[Any], object]) -> None:
     with pytest.raises(ft.ConfigurationError, match=r"needs a freshtoken\.TokenManager, got str"):
         make("token")
+
+
+def test_without_grpcio_the_import_names_the_extra_that_installs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import freshtoken.grpc
+
+    monkeypatch.setitem(sys.modules, "grpc", None)  # makes "import grpc" fail
+    monkeypatch.delitem(sys.modules, "freshtoken.grpc")
+    monkeypatch.delattr(freshtoken, "grpc")
+
+    with pytest.raises(ImportError, match=r"pip install 'freshtoken\[grpc\]'"):
+        importlib.import_module("freshtoken.grpc")
