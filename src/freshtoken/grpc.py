@@ -71,7 +71,7 @@ class _Presented:
 
     __slots__ = ("metadata", "token")
 
-    def __init__(self, token: Token, metadata: _Metadata) -> None:
+    def __init__(self, token: Token | None, metadata: _Metadata) -> None:
         self.token = token
         self.metadata = metadata
 
@@ -81,19 +81,23 @@ class _Plugin(grpc.AuthMetadataPlugin):  # type: ignore[misc]
 
     def __init__(self, manager: TokenManager) -> None:
         self._manager = manager
-        self._last: _Presented | None = None
+        self._fresh = manager._fresh  # bound once: this runs on every call
+        self._last = _Presented(None, ())
 
     def __call__(
         self,
         context: grpc.AuthMetadataContext,
         callback: grpc.AuthMetadataPluginCallback,
     ) -> None:
+        last = self._last
+        token = self._fresh()
+        if token is not None and token is last.token:
+            callback(last.metadata, None)
+            return
         try:
-            token = self._manager._fresh() or token_sync(self._manager)
-            last = self._last
-            if last is None or last.token is not token:
-                last = _Presented(token, tuple(_metadata(token, context.method_name).items()))
-                self._last = last
+            token = token or token_sync(self._manager)
+            last = _Presented(token, tuple(_metadata(token, context.method_name).items()))
+            self._last = last
         except Exception as exc:  # grpcio fails the call with it (status UNAVAILABLE)
             callback(None, exc)
             return
