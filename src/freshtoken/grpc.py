@@ -48,7 +48,7 @@ from ._token import Token
 
 __all__ = ["aio_interceptor", "call_credentials", "interceptor"]
 
-#: ``Attempt`` wants an origin for its log lines; a gRPC call names its method instead.
+#: Every gRPC call is an HTTP/2 POST; ``present`` takes the method for DPoP proofs to come.
 _METHOD = "POST"
 _Metadata = tuple[tuple[str, str], ...]
 
@@ -153,7 +153,8 @@ def _with_token(metadata: Any, headers: dict[str, str]) -> list[tuple[str, str |
 
 
 def _attempt(method: str | bytes, token: Token) -> Attempt:
-    """The call about to go out (``grpc.aio`` names its method in bytes)."""
+    """The call about to go out (``grpc.aio`` names its method in bytes). ``Attempt`` wants an
+    origin for its log lines; a gRPC call names its method instead (``grpc:///pkg.Svc/M:0``)."""
     if isinstance(method, bytes):
         method = method.decode("ascii", "replace")
     return Attempt(("grpc", method, 0), _METHOD, method, token, present(token, _METHOD, method))
