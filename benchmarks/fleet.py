@@ -1,6 +1,8 @@
 """Token requests per lifetime and failed calls for a fleet of 1-16 processes, side by side.
 
-    .venv/bin/python benchmarks/fleet.py [--lifetime 2] [--lifetimes 3] [--threads 2]
+    .venv/bin/python benchmarks/fleet.py [--lifetime 2] [--lifetimes 3] [--threads 2] [--plot DIR]
+
+``--plot DIR`` also writes fleet_requests.png: token requests per lifetime by process count.
 
 Every worker process runs ``--threads`` threads that call a protected API (the real local
 AuthorizationServer's strict resource endpoint, in its own process) every ``--pause`` seconds for
@@ -271,6 +273,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads per process")
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between calls")
     parser.add_argument("--processes", default="1,2,4,8,16")
+    parser.add_argument("--plot", metavar="DIR", help="also write the figure (PNG) into DIR")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from freshtoken.testing import AuthorizationServer
@@ -335,6 +338,29 @@ def main() -> None:
             )
             cells.append(f"{per_lifetime:.1f} ({failed}/{calls})")
         print(f"| {processes} | " + " | ".join(cells) + " |")
+    if args.plot:
+        plot(args.plot, rows, fleet_sizes, args.lifetime)
+
+
+def plot(
+    directory: str, rows: list[tuple[str, int, float, int, int]], sizes: list[int], lifetime: float
+) -> None:
+    """Token requests per lifetime against the fleet's size, one line per contender."""
+    from _plots import figure, save
+
+    fig, axes = figure(
+        f"Token requests per lifetime by fleet size (lifetime {lifetime:g} s)",
+        "worker processes",
+        "token requests per lifetime (log)",
+    )
+    for contender in CONTENDERS:
+        points = sorted((row[1], row[2]) for row in rows if row[0] == contender)
+        axes.plot([p for p, _ in points], [max(0.1, r) for _, r in points], "o-", label=contender)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sizes, [str(n) for n in sizes])
+    axes.set_yscale("log")
+    axes.legend(fontsize="small")
+    print("wrote", save(fig, directory, "fleet_requests"))
 
 
 if __name__ == "__main__":

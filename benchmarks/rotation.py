@@ -28,6 +28,11 @@ comparison is about how they refresh, not about defaults made for 1-hour tokens)
 * ``freshtoken``    TokenManager(ClientCredentials(...)), and the same with background=True.
 
     .venv/bin/python benchmarks/rotation.py [--lifetime 3] [--rotations 10] [--interval 0.02]
+        [--plot DIR]
+
+``--plot DIR`` also writes rotation_latency.png (each call's added latency over time),
+rotation_tokens.png (new tokens put to use over time) and rotation_outage.png (failed calls over
+time, the outage shaded).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class Result:
     failed: int
     calls: int
     token_requests: int
+    #: one (seconds since start, added latency, ok, distinct tokens used so far) per call
+    timeline: list[tuple[float, float, bool, int]]
 
     def row(self) -> str:
         added = sorted(self.added) or [0.0]
@@ -246,6 +253,8 @@ def run_one(
         server.inject(latency=latency, target="token")
     api = httpx.Client(timeout=10)
     before = server.token_requests
+    timeline: list[tuple[float, float, bool, int]] = []
+    headers: set[str] = set()
     try:
         with contender(server, client, lifetime) as authorize:
             started = time.monotonic()  # the first token was fetched just now
@@ -260,25 +269,82 @@ def run_one(
                 if pause > 0:
                     time.sleep(pause)
                 next_call += interval
+                at = time.monotonic() - started
                 t0 = time.perf_counter()
                 try:
                     header = authorize()
                 except Exception:
                     added.append(time.perf_counter() - t0)
                     failed += 1
+                    timeline.append((at, added[-1], False, len(headers)))
                     continue
                 added.append(time.perf_counter() - t0)
-                try:
+                headers.add(header)
+                ok = False
+                with contextlib.suppress(httpx.HTTPError):
                     response = api.get(server.resource_url, headers={"Authorization": header})
-                except httpx.HTTPError:
-                    failed += 1
-                    continue
-                if response.status_code >= 300:
-                    failed += 1
+                    ok = response.status_code < 300
+                failed += not ok
+                timeline.append((at, added[-1], ok, len(headers)))
     finally:
         api.close()
         server.clear_faults()
-    return Result(name, added, failed, len(added), server.token_requests - before)
+    return Result(name, added, failed, len(added), server.token_requests - before, timeline)
+
+
+def plot(directory: str, slow: list[Result], outage: list[Result], lifetime: float) -> None:
+    """The three figures of a run: latency and tokens across the rotations, the outage."""
+    from _plots import figure, save
+
+    fig, axes = figure(
+        "Added latency per call across token rotations (token endpoint: 300 ms)",
+        "seconds since the first token",
+        "time to get the Authorization header (ms, log)",
+    )
+    for result in slow:
+        axes.plot(
+            [t for t, *_ in result.timeline],
+            [max(1e-3, a * 1e3) for _, a, *_ in result.timeline],
+            ".",
+            markersize=3,
+            label=result.name,
+        )
+    axes.set_yscale("log")
+    axes.legend(fontsize="small", ncols=3, loc="center")
+    print("wrote", save(fig, directory, "rotation_latency"))
+
+    fig, axes = figure(
+        f"Tokens put to use over time (lifetime {lifetime:g} s)",
+        "seconds since the first token",
+        "distinct tokens used so far",
+    )
+    for result in slow:
+        axes.step(
+            [t for t, *_ in result.timeline],
+            [n for *_, n in result.timeline],
+            where="post",
+            label=result.name,
+        )
+    axes.legend(fontsize="small")
+    print("wrote", save(fig, directory, "rotation_tokens"))
+
+    fig, axes = figure(
+        "Outage: token endpoint answers 503 from 50 % to 90 % of the first lifetime",
+        "seconds since the first token",
+        "",
+    )
+    axes.axvspan(0.5 * lifetime, 0.9 * lifetime, color="red", alpha=0.15, label="503 window")
+    axes.axvline(lifetime, color="grey", linestyle="--", label="first token expires")
+    for row, result in enumerate(outage):
+        failed_at = [t for t, _, ok, _ in result.timeline if not ok]
+        ok_at = [t for t, _, ok, _ in result.timeline if ok]
+        axes.plot(ok_at, [row] * len(ok_at), "|", color="tab:green", markersize=8)
+        axes.plot(failed_at, [row] * len(failed_at), "|", color="tab:red", markersize=12)
+    axes.set_yticks(range(len(outage)), [f"{r.name} ({r.failed} failed)" for r in outage])
+    axes.plot([], [], "|", color="tab:green", label="call succeeded")
+    axes.plot([], [], "|", color="tab:red", label="call failed")
+    axes.legend(fontsize="small", ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    print("wrote", save(fig, directory, "rotation_outage"))
 
 
 def main() -> None:
@@ -287,8 +353,10 @@ def main() -> None:
     parser.add_argument("--rotations", type=int, default=10)
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between API calls")
     parser.add_argument("--only", nargs="*", choices=sorted(CONTENDERS), default=None)
+    parser.add_argument("--plot", metavar="DIR", help="also write the figures (PNG) into DIR")
     args = parser.parse_args()
     names = args.only or list(CONTENDERS)
+    results: dict[bool, list[Result]] = {False: [], True: []}
 
     with AuthorizationServer(token_lifetime=args.lifetime, process=True) as server:
         for outage in (False, True):
@@ -314,11 +382,14 @@ def main() -> None:
                     latency=latency,
                     outage=outage,
                 )
+                results[outage].append(result)
                 print(result.row(), flush=True)
     print(
         "added = time to get the Authorization header; waited = calls that spent >= 100 ms on it; "
         "failed = calls that raised or got a non-2xx answer."
     )
+    if args.plot:
+        plot(args.plot, results[False], results[True], args.lifetime)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -179,11 +180,23 @@ def _segment(width: int, label: str) -> str:
     return "=" * width
 
 
-def timeline(timing: Timing, width: int = 48) -> list[str]:
-    """A one-line picture of the lifetime (fresh | stale | must-replace) and a marker for now.
+#: ANSI colours of the phases (fresh, stale, must-replace); the plain text stays the same
+#: without them, so the picture degrades to characters when colour is off.
+_COLOURS = ("\x1b[32m", "\x1b[33m", "\x1b[31m")
+_RESET = "\x1b[0m"
 
-    ``issued |=======fresh=======|===stale===|=| expires``; every phase is at least one
-    character wide so that none disappears for very short or very long tokens.
+
+def _paint(text: str, colour: str, enabled: bool) -> str:
+    return f"{colour}{text}{_RESET}" if enabled else text
+
+
+def timeline(timing: Timing, width: int = 48, *, colour: bool = False) -> list[str]:
+    """A picture of the lifetime (fresh | stale | must-replace), the points, and a marker for now.
+
+    ``issued |=======fresh=======|===stale===|=| expires``, under it where the token turns stale
+    and where the hard deadline is, then ``^ now``. Every phase is at least one character wide so
+    that none disappears for very short or very long tokens; ``colour`` paints the phases with
+    ANSI codes without moving any character.
     """
     lifetime = timing.lifetime
     if lifetime is None or timing.stale_at is None or timing.hard_at is None:
@@ -193,25 +206,32 @@ def timeline(timing: Timing, width: int = 48) -> list[str]:
     stale = max(1, round(width * (timing.hard_at - timing.stale_at) / lifetime))
     hard = max(1, width - fresh - stale)
     prefix = "issued |"
-    bar = (
-        prefix
-        + _segment(fresh, "fresh")
-        + "|"
-        + _segment(stale, "stale")
-        + "|"
-        + _segment(hard, "")
-        + "| expires"
-    )
+    phases = [
+        _paint(_segment(size, label), tint, colour)
+        for size, label, tint in zip(
+            (fresh, stale, hard), ("fresh", "stale", ""), _COLOURS, strict=True
+        )
+    ]
+    bar = prefix + "|".join(phases) + "| expires"
+    plain_width = len(prefix) + fresh + stale + hard + 2 + len("| expires")
     inner = fresh + stale + hard + 2  # the phases and the two separators between them
+    stale_column = len(prefix) + fresh
+    hard_column = stale_column + 1 + stale
+    stale_label = " " * stale_column + "^ stale"
+    hard_label = " " * hard_column + "^ hard deadline"
+    if len(stale_label) < hard_column:
+        points = [stale_label.ljust(hard_column) + hard_label.lstrip()]
+    else:  # too close to share a line
+        points = [stale_label, hard_label]
     elapsed = (timing.now - timing.issued_at) / lifetime
     if elapsed < 0:
         marker = " " * (len(prefix) - 1) + "^ now (before issue: check the clocks)"
     elif elapsed > 1:
-        marker = " " * (len(bar) - len("expires")) + "^ now (expired)"
+        marker = " " * (plain_width - len("expires")) + "^ now (expired)"
     else:
         column = len(prefix) + min(inner - 1, int(elapsed * inner))
         marker = " " * column + "^ now"
-    return [bar, marker]
+    return [bar, *points, marker]
 
 
 def _phase(timing: Timing) -> str:
@@ -234,6 +254,7 @@ def render_text(
     *,
     fingerprint: str,
     verified: str,
+    colour: bool = False,
 ) -> str:
     lines = ["header"]
     lines += [f"  {name}: {json.dumps(value)}" for name, value in header.items()]
@@ -280,7 +301,7 @@ def render_text(
         )
         lines.append(f"  now        {_phase(timing)}")
         lines.append("timeline (freshtoken's default RefreshPolicy)")
-        lines += [f"  {line}" for line in timeline(timing)]
+        lines += [f"  {line}" for line in timeline(timing, colour=colour)]
     elif timing.expires_at is not None:
         lines.append(
             "  (no numeric 'iat' before 'exp': the lifetime and refresh points are unknown)"
@@ -393,5 +414,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(render_json(header, claims, timing, fingerprint=fingerprint, verified=verified))
     else:
-        print(render_text(header, claims, timing, fingerprint=fingerprint, verified=verdict))
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        text = render_text(
+            header, claims, timing, fingerprint=fingerprint, verified=verdict, colour=colour
+        )
+        print(text)
     return EXIT_OK

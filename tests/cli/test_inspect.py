@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import jwt
 import pytest
@@ -266,19 +267,42 @@ def _timing(now: float, issued: float = 1000.0, lifetime: float = 100.0) -> Timi
 
 
 def test_the_timeline_marks_fresh_stale_and_hard_phases_in_proportion() -> None:
-    bar, marker = timeline(_timing(now=1010.0), width=48)
+    bar, points, marker = timeline(_timing(now=1010.0), width=48)
     fresh = "=" * 16 + "fresh" + "=" * 17  # 80 % of 48 columns
     assert bar == f"issued |{fresh}|=stale=|===| expires"
     assert marker.index("^") == len("issued |") + 5  # 10 % of the 50 columns between the bars
+    assert points.index("^ stale") == bar.index("|=stale")
+    assert points.index("^ hard deadline") == bar.index("|===|")
+
+
+def test_the_timeline_reads_the_same_without_colour() -> None:
+    timing = _timing(now=1090.0)
+    painted = timeline(timing, colour=True)
+    assert "\x1b[33m" in painted[0]  # the stale phase in yellow
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in painted] == timeline(timing)
+
+
+def test_close_stale_and_hard_points_get_a_line_each() -> None:
+    lines = timeline(_timing(now=1000.0, lifetime=86400.0), width=20)
+    assert lines[1].strip() == "^ stale"
+    assert lines[2].strip() == "^ hard deadline"
+
+
+def test_piped_output_has_no_colour(server: AuthorizationServer) -> None:
+    result = run_cli("inspect", "-", stdin=server.issue_token())
+    assert result.code == 0, result.stderr
+    assert "\x1b[" not in result.stdout
+    assert "^ stale" in result.stdout
+    assert "^ hard deadline" in result.stdout
 
 
 def test_the_timeline_marker_before_issue_and_after_expiry() -> None:
-    assert "before issue" in timeline(_timing(now=900.0))[1]
-    assert timeline(_timing(now=2000.0))[1].endswith("^ now (expired)")
+    assert "before issue" in timeline(_timing(now=900.0))[-1]
+    assert timeline(_timing(now=2000.0))[-1].endswith("^ now (expired)")
 
 
 def test_every_phase_keeps_at_least_one_character_for_long_tokens() -> None:
-    bar, _ = timeline(_timing(now=1000.0, lifetime=86400.0), width=20)
+    bar, *_ = timeline(_timing(now=1000.0, lifetime=86400.0), width=20)
     assert "||" not in bar
     assert bar.count("|") == 4
 
