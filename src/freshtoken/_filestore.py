@@ -3,13 +3,17 @@
 Layout of the directory (created ``0700``)::
 
     v1-<hash>.json   the token record (mode 0600), replaced atomically
-    v1-<hash>.lock   the lease: an advisory ``fcntl.flock`` lock on this file
+    v1-<hash>.lease  the lease and the record's generation: owner, pid, deadline, generation
+    v1-<hash>.lock   guards the two files above: an advisory ``fcntl.flock``, held only for the
+                     moment of one read or one read-modify-write, never across a token request
 
 Writes go to a temporary file in the same directory, are fsynced, and then renamed over the record
 (``os.replace``), so a reader sees the old record or the new one, never half of one, and a crash
-leaves no torn file. The lease is a ``flock``: the kernel releases it when its holder exits or is
-killed, so a crashed holder is replaced at once; a live holder's fetch is bounded by the lease
-time (its fetch deadline), and a waiter polls with backoff.
+leaves no torn file. The lease is a record with a deadline on the host's monotonic clock (shared
+by its processes), extended by its holder while its token request runs: a holder that hangs or is
+stopped (SIGSTOP) is superseded once its lease runs out, a holder that died (its pid is gone) at
+once, and a child forked while its parent holds the lease holds nothing. A save is accepted only
+from the lease's current owner (fencing) and advances the generation.
 
 A record that others could have written (foreign owner, group/world-writable, a symlink) is not
 trusted: it is reported (``store_unavailable``, logged as a warning), ignored, and replaced by the
@@ -20,19 +24,23 @@ shared fetcher turns :class:`~freshtoken._store.StoreUnavailable` into a local f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
+import json
 import os
 import secrets
 import stat
 import tempfile
-import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._codec import TokenCodec
 from ._errors import ConfigurationError
 from ._shared import DEFAULT_LEASE_TIME, LeaseFetcher, StoreHealth, check_lease_time
-from ._store import StoreUnavailable, ThreadedBackend, UnreadableRecord
+from ._store import Record, StoreUnavailable, ThreadedBackend, UnreadableRecord
 from ._token import MAX_RESPONSE_BYTES, Token
 
 __all__ = ["FileStore"]
@@ -54,13 +62,11 @@ def _unavailable(operation: str, error: OSError) -> StoreUnavailable:
 class _FileBackend:
     """The blocking storage operations of a FileStore (see the module docstring)."""
 
-    __slots__ = ("_codec", "_directory", "_held", "_lock", "_ready")
+    __slots__ = ("_codec", "_directory", "_ready")
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         self._codec = TokenCodec()
-        self._lock = threading.Lock()
-        self._held: dict[str, int] = {}  # lease owner -> the locked file descriptor
         self._ready = False
 
     # -- the directory ---------------------------------------------------------------------
@@ -116,30 +122,38 @@ class _FileBackend:
         finally:
             os.close(fd)
 
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> Record | None:
         path = self._path(key, ".json")
-        data = self._read(path)
+        with self._guard(key, fcntl.LOCK_SH):
+            generation = self._lease_state(key).generation
+            try:
+                data = self._read(path)
+            except UnreadableRecord as problem:
+                raise UnreadableRecord(str(problem), generation=generation) from None
         if data is None:
             return None
         try:
-            return self._codec.decode(data)
+            return Record(self._codec.decode(data), generation)
         except UnreadableRecord as problem:
-            raise UnreadableRecord(f"the token file {path.name}: {problem}") from None
+            raise UnreadableRecord(
+                f"the token file {path.name}: {problem}", generation=generation
+            ) from None
 
-    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
+    def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
         self._ensure_directory()
-        path = self._path(key, ".json")
-        try:
-            existing = self.load(key)
-        except UnreadableRecord:
-            existing = None  # untrusted or corrupt: replaced below
-        if (
-            existing is not None
-            and existing.expires_at is not None
-            and int(existing.expires_at.timestamp() * 1000) > version
-        ):
-            return False
         data = self._codec.encode(token)
+        with self._guard(key, fcntl.LOCK_EX):
+            state = self._lease_state(key)
+            if not state.held_by(owner, time.monotonic()) or state.generation > generation:
+                return None
+            self._write(self._path(key, ".json"), data)
+            self._write_lease(key, dataclasses.replace(state, generation=generation + 1))
+        return generation + 1
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Replace ``path`` with ``data`` atomically and durably (temporary file, fsync, rename)."""
         try:
             fd, temporary = tempfile.mkstemp(dir=self._directory, prefix=".tmp-", suffix=".json")
         except OSError as error:
@@ -155,7 +169,6 @@ class _FileBackend:
                 os.unlink(temporary)
             raise _unavailable("write", error) from None
         self._sync_directory()
-        return True
 
     def _sync_directory(self) -> None:
         """Make the rename durable (best effort: not every file system allows it)."""
@@ -171,57 +184,143 @@ class _FileBackend:
             os.close(fd)
 
     def delete(self, key: str, fingerprint: str) -> bool:
-        try:
-            existing = self.load(key)
-        except UnreadableRecord:
-            return False
-        if existing is None or existing.fingerprint != fingerprint:
-            return False
-        try:
-            os.unlink(self._path(key, ".json"))
-        except FileNotFoundError:
-            return False
-        except OSError as error:
-            raise _unavailable("delete", error) from None
+        with self._guard(key, fcntl.LOCK_EX):
+            try:
+                data = self._read(self._path(key, ".json"))
+                existing = None if data is None else self._codec.decode(data)
+            except UnreadableRecord:
+                return False
+            if existing is None or existing.fingerprint != fingerprint:
+                return False
+            try:
+                os.unlink(self._path(key, ".json"))
+            except FileNotFoundError:
+                return False
+            except OSError as error:
+                raise _unavailable("delete", error) from None
         return True
 
-    # -- the lease -------------------------------------------------------------------------
+    # -- the guard and the lease -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self, key: str, mode: int) -> Iterator[None]:
+        """Hold the key's flock for one short step. Released explicitly (``LOCK_UN``), so a child
+        forked meanwhile, which shares the open file, keeps nothing locked."""
+        self._ensure_directory()
+        try:
+            fd = os.open(
+                self._path(key, ".lock"),
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+        except OSError as error:
+            raise _unavailable("lock", error) from None
+        try:
+            fcntl.flock(fd, mode)
+        except OSError as error:
+            os.close(fd)
+            raise _unavailable("lock", error) from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _lease_state(self, key: str) -> _Lease:
+        """The lease file's content (under the guard); an unreadable one counts as no lease."""
+        try:
+            data = self._read(self._path(key, ".lease"))
+        except UnreadableRecord:
+            return _Lease()
+        return _Lease() if data is None else _Lease.parse(data)
+
+    def _write_lease(self, key: str, state: _Lease) -> None:
+        self._write(self._path(key, ".lease"), state.dump())
 
     def acquire(self, key: str, ttl: float) -> str | None:
-        self._ensure_directory()
-        path = self._path(key, ".lock")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as error:
-            raise _unavailable("lock", error) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except OSError as error:
-            os.close(fd)
-            raise _unavailable("lock", error) from None
-        owner = secrets.token_hex(16)
-        with self._lock:
-            self._held[owner] = fd
+        with self._guard(key, fcntl.LOCK_EX):
+            state = self._lease_state(key)
+            now = time.monotonic()
+            if state.live(now):
+                return None
+            owner = secrets.token_hex(16)
+            self._write_lease(
+                key,
+                dataclasses.replace(state, owner=owner, pid=os.getpid(), until=now + ttl),
+            )
         return owner
 
     def extend(self, key: str, owner: str, ttl: float) -> bool:
-        """A flock has no time limit of its own: still held is extended."""
-        with self._lock:
-            return owner in self._held
+        with self._guard(key, fcntl.LOCK_EX):
+            state = self._lease_state(key)
+            now = time.monotonic()
+            if not state.held_by(owner, now):
+                return False
+            self._write_lease(key, dataclasses.replace(state, until=now + ttl))
+        return True
 
     def release(self, key: str, owner: str) -> bool:
-        with self._lock:
-            fd = self._held.pop(owner, None)
-        if fd is None:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        with self._guard(key, fcntl.LOCK_EX):
+            state = self._lease_state(key)
+            if state.owner != owner:
+                return False
+            self._write_lease(key, dataclasses.replace(state, owner="", pid=0, until=0.0))
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    """The lease file: who holds the lease until when (host monotonic clock), and the record's
+    generation. Parsed strictly; anything odd reads as "no lease, generation 0"."""
+
+    owner: str = ""
+    pid: int = 0
+    until: float = 0.0
+    generation: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes) -> _Lease:
+        try:
+            fields = json.loads(data)
+            lease = cls(
+                owner=fields["owner"],
+                pid=fields["pid"],
+                until=fields["until"],
+                generation=fields["generation"],
+            )
+        except (ValueError, TypeError, KeyError):
+            return cls()
+        ok = (
+            isinstance(lease.owner, str)
+            and type(lease.pid) is int
+            and type(lease.until) in (int, float)
+            and type(lease.generation) is int
+            and lease.generation >= 0
+        )
+        return lease if ok else cls()
+
+    def dump(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    def live(self, now: float) -> bool:
+        """Held by someone: before its deadline, and its process still exists."""
+        return bool(self.owner) and now < self.until and _process_exists(self.pid)
+
+    def held_by(self, owner: str, now: float) -> bool:
+        return self.owner == owner and self.live(now)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process: the directory is ours
+        return True
+    return True
 
 
 class FileStore:

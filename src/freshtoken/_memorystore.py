@@ -15,7 +15,7 @@ import threading
 import time
 
 from ._shared import DEFAULT_LEASE_TIME, LeaseFetcher, StoreHealth, check_lease_time
-from ._store import InlineBackend
+from ._store import InlineBackend, Record
 from ._token import Token
 
 __all__ = ["MemoryStore"]
@@ -28,10 +28,10 @@ class _MemoryBackend:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: dict[str, tuple[Token, int, float]] = {}  # token, version, expires (mono)
+        self._records: dict[str, tuple[Token, int, float]] = {}  # token, generation, expires (mono)
         self._leases: dict[str, tuple[str, float]] = {}  # owner, expires (monotonic)
 
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> Record | None:
         with self._lock:
             record = self._records.get(key)
             if record is None:
@@ -39,16 +39,25 @@ class _MemoryBackend:
             if time.monotonic() >= record[2]:
                 del self._records[key]
                 return None
-            return record[0]
+            return Record(record[0], record[1])
 
-    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
+    def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
+        now = time.monotonic()
         with self._lock:
+            if not self._holds(key, owner, now):
+                return None
             record = self._records.get(key)
-            if record is not None and record[1] > version and time.monotonic() < record[2]:
-                return False
-            expires = math.inf if ttl is None else time.monotonic() + ttl
-            self._records[key] = (token, version, expires)
-            return True
+            if record is not None and record[1] > generation and now < record[2]:
+                return None
+            expires = math.inf if ttl is None else now + ttl
+            self._records[key] = (token, generation + 1, expires)
+            return generation + 1
+
+    def _holds(self, key: str, owner: str, now: float) -> bool:
+        lease = self._leases.get(key)
+        return lease is not None and lease[0] == owner and now < lease[1]
 
     def delete(self, key: str, fingerprint: str) -> bool:
         with self._lock:
@@ -71,8 +80,7 @@ class _MemoryBackend:
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         now = time.monotonic()
         with self._lock:
-            lease = self._leases.get(key)
-            if lease is None or lease[0] != owner or now >= lease[1]:
+            if not self._holds(key, owner, now):
                 return False
             self._leases[key] = (owner, now + ttl)
             return True

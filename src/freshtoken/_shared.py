@@ -35,17 +35,19 @@ import enum
 import random
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ._clock import Clock
 from ._errors import ConfigurationError, TokenEndpointUnavailable
-from ._events import Event
+from ._events import Event, logger
 from ._policy import RefreshPolicy
 from ._source import FetchContext, TokenSource
 from ._store import (
     AsyncStoreBackend,
+    Record,
     StoreBackend,
     StoreUnavailable,
     UnreadableRecord,
@@ -59,6 +61,7 @@ __all__ = [
     "Phase",
     "StoreHealth",
     "check_lease_time",
+    "superseded",
     "decide",
     "hard_deadline",
     "poll_delay",
@@ -256,7 +259,31 @@ class Save:
     key: str
     token: Token
     ttl: float | None
-    version: int
+    owner: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    key: str
+    owner: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """While a fetch runs, extend the lease ``owner`` holds on ``key`` to ``ttl`` seconds every
+    ``ttl / 3`` seconds, until ``until`` (monotonic, the fetch's request deadline: a request past
+    it has failed, and a hung holder must be superseded) or until an extension is refused."""
+
+    key: str
+    owner: str
+    ttl: float
+    until: float
+
+    @property
+    def interval(self) -> float:
+        return self.ttl / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +295,7 @@ class Delete:
 @dataclass(frozen=True, slots=True)
 class Fetch:
     ctx: FetchContext
+    keepalive: KeepAlive | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +303,7 @@ class Sleep:
     seconds: float
 
 
-Op = Load | Acquire | Release | Save | Delete | Fetch | Sleep
+Op = Load | Acquire | Release | Save | Delete | Extend | Fetch | Sleep
 _Flow = Generator[Op, Any, Token]
 
 
@@ -284,20 +312,33 @@ class _Run:
     """What one run of the flow holds, visible to its driver (to let go of a lease on cancel)."""
 
     owner: str | None = None
+    generation: int = 0  # of the record loaded while holding the lease
     fetched: Token | None = None
     fetch_ctx: FetchContext | None = None
 
 
-def _version(token: Token) -> int:
-    """The order of tokens in a store: the one that expires later wins (milliseconds)."""
-    assert token.expires_at is not None
-    return int(token.expires_at.timestamp() * 1000)
+def superseded(generation: int, unsaved_after: int | None) -> bool:
+    """Whether a stored record of ``generation`` is older than a token this fetcher obtained but
+    could not save, obtained when the newest generation it had seen was ``unsaved_after``
+    (``None``: it has no unsaved token). Such a record holds a refresh token that was already
+    spent to obtain the unsaved one: using it would be reuse."""
+    return unsaved_after is not None and generation <= unsaved_after
 
 
 class LeaseFetcher:
     """The :class:`~freshtoken.SharedFetcher` of every built-in store (see the module docstring)."""
 
-    __slots__ = ("_async_backend", "_backend", "_health", "_key", "_random", "lease_time")
+    __slots__ = (
+        "_async_backend",
+        "_backend",
+        "_health",
+        "_key",
+        "_random",
+        "_seen",
+        "_unsaved",
+        "_unsaved_after",
+        "lease_time",
+    )
 
     def __init__(
         self,
@@ -314,6 +355,13 @@ class LeaseFetcher:
         self._health = health
         self._random = random.Random()
         self.lease_time = lease_time
+        # The newest generation seen in the store, and the newest token obtained that the store
+        # does not hold (its save failed, or the store was skipped while it was failing), with
+        # the generation it succeeds. One fetch at a time runs per fetcher (the manager's
+        # flight), so these need no lock.
+        self._seen = 0
+        self._unsaved: Token | None = None
+        self._unsaved_after: int | None = None
 
     @property
     def key(self) -> str:
@@ -326,8 +374,8 @@ class LeaseFetcher:
         clock = ctx.clock
         if not self._health.available(clock.monotonic()):
             # The store failed a moment ago and was reported then: fetch locally, quietly.
-            token: Token = yield Fetch(ctx)
-            return token
+            token: Token = yield Fetch(self._local(ctx))
+            return self._keep_unsaved(token, self._seen)
         try:
             token = yield from self._through_store(ctx, run)
         except StoreUnavailable as error:
@@ -335,11 +383,23 @@ class LeaseFetcher:
             self._report(ctx, f"StoreUnavailable: {error}")
             if run.owner is not None:
                 yield from self._release_quietly(run)
-            if run.fetched is not None:
-                return run.fetched
-            token = yield Fetch(run.fetch_ctx or ctx)
-            return token
+            if run.fetched is not None:  # obtained, not saved: the newest refresh token is ours
+                return self._keep_unsaved(run.fetched, run.generation)
+            token = yield Fetch(self._local(run.fetch_ctx or ctx))
+            return self._keep_unsaved(token, self._seen)
         self._health.succeeded()
+        return token
+
+    def _local(self, ctx: FetchContext) -> FetchContext:
+        """``ctx`` for a fetch without the store: from the newest token this fetcher holds."""
+        if self._unsaved is None:
+            return ctx
+        return dataclasses.replace(ctx, current=self._unsaved)
+
+    def _keep_unsaved(self, token: Token, after: int) -> Token:
+        """Remember ``token`` as newer than every record up to generation ``after``: it is saved
+        (and its refresh token preferred to theirs) the next time this fetcher holds the lease."""
+        self._unsaved, self._unsaved_after = token, max(after, self._seen)
         return token
 
     def _through_store(self, ctx: FetchContext, run: _Run) -> _Flow:
@@ -351,7 +411,7 @@ class LeaseFetcher:
         # fetch, and is bounded like any wait of a caller (policy.max_wait). The holder itself is
         # bounded by the lease time, after which this fetcher takes over.
         wait_until = max(ctx.deadline, clock.monotonic() + ctx.policy.max_wait)
-        stored = yield from self._load(ctx)
+        stored = yield from self._load(ctx, run)
         while True:
             choice = decide(
                 stored,
@@ -366,6 +426,7 @@ class LeaseFetcher:
             )
             if choice is Choice.USE:
                 assert stored is not None
+                self._unsaved = self._unsaved_after = None  # the store holds a newer one
                 if run.owner is not None:
                     yield from self._release(run)
                 return stored
@@ -375,7 +436,7 @@ class LeaseFetcher:
                     phase = Phase.BUSY
                     continue
                 run.owner, phase = owner, Phase.HOLDING
-                stored = yield from self._load(ctx)
+                stored = yield from self._load(ctx, run)
                 continue
             if choice is Choice.WAIT:
                 now = clock.monotonic()
@@ -384,7 +445,7 @@ class LeaseFetcher:
                 )
                 attempt += 1
                 yield Sleep(delay)
-                stored = yield from self._load(ctx)
+                stored = yield from self._load(ctx, run)
                 phase = Phase.LOOKING
                 continue
             if choice is Choice.GIVE_UP:
@@ -392,6 +453,12 @@ class LeaseFetcher:
                     "another process holds the lease for this token and stored no new token "
                     "before the deadline"
                 )
+            # Holding the lease: make sure it is still ours right before a refresh token is sent
+            # (a holder frozen since it took the lease may have been superseded meanwhile).
+            assert run.owner is not None
+            if not (yield Extend(self._key, run.owner, self.lease_time)):
+                run.owner, phase = None, Phase.BUSY
+                continue
             return (yield from self._fetch_and_save(ctx, run, stored))
 
     def _fetch_and_save(self, ctx: FetchContext, run: _Run, stored: Token | None) -> _Flow:
@@ -399,15 +466,21 @@ class LeaseFetcher:
         before handing the token out, release."""
         clock = ctx.clock
         assert run.owner is not None
+        base = stored if stored is not None else self._unsaved or ctx.current
+        now = clock.monotonic()
         run.fetch_ctx = dataclasses.replace(
-            ctx,
-            current=stored if stored is not None else ctx.current,
-            deadline=min(ctx.deadline, clock.monotonic() + self.lease_time),
+            ctx, current=base, deadline=min(ctx.deadline, now + self.lease_time)
         )
         if stored is not None and stored.fingerprint == ctx.rejected:
             yield Delete(self._key, stored.fingerprint)
+        keepalive = KeepAlive(
+            self._key,
+            run.owner,
+            self.lease_time,
+            until=now + run.fetch_ctx.request_cap,
+        )
         try:
-            fetched: Token = yield Fetch(run.fetch_ctx)
+            fetched: Token = yield Fetch(run.fetch_ctx, keepalive)
         except Exception:
             yield from self._release_quietly(run)
             raise
@@ -415,17 +488,33 @@ class LeaseFetcher:
         run.fetched = token
         ttl = record_ttl(token, wall=clock.time())
         if ttl is None or ttl > 0:
-            yield Save(self._key, token, ttl, _version(token))
+            generation = yield Save(self._key, token, ttl, run.owner, run.generation)
+            if generation is not None:
+                self._seen = max(self._seen, generation)
+                self._unsaved = self._unsaved_after = None
+            # Refused: the lease ran out (this holder was frozen) and a successor holds it or
+            # saved after it. The successor's token is the newer one; this one is still handed
+            # out (its access token is good) but not kept as the newest.
         yield from self._release(run)
         return token
 
-    def _load(self, ctx: FetchContext) -> Generator[Op, Any, Token | None]:
+    def _load(self, ctx: FetchContext, run: _Run) -> Generator[Op, Any, Token | None]:
+        """The stored token, or ``None`` when there is none, it cannot be read, or it is older
+        than this fetcher's unsaved token (see :func:`superseded`)."""
         try:
-            stored: Token | None = yield Load(self._key)
+            record: Record | None = yield Load(self._key)
         except UnreadableRecord as problem:
             self._report(ctx, f"UnreadableRecord: {problem}")
+            run.generation = problem.generation  # the holder's save replaces it
             return None
-        return stored
+        if record is None:
+            run.generation = 0
+            return None
+        run.generation = record.generation
+        if superseded(record.generation, self._unsaved_after):
+            return None
+        self._seen = max(self._seen, record.generation)
+        return record.token
 
     def _release(self, run: _Run) -> Generator[Op, Any, None]:
         owner, run.owner = run.owner, None
@@ -472,11 +561,18 @@ class LeaseFetcher:
         if isinstance(op, Release):
             return backend.release(op.key, op.owner)
         if isinstance(op, Save):
-            return backend.save(op.key, op.token, ttl=op.ttl, version=op.version)
+            return backend.save(
+                op.key, op.token, ttl=op.ttl, owner=op.owner, generation=op.generation
+            )
         if isinstance(op, Delete):
             return backend.delete(op.key, op.fingerprint)
+        if isinstance(op, Extend):
+            return backend.extend(op.key, op.owner, op.ttl)
         if isinstance(op, Fetch):
-            return source.fetch(op.ctx)
+            if op.keepalive is None:
+                return source.fetch(op.ctx)
+            with _keeping_alive(backend, op.keepalive, op.ctx.clock):
+                return source.fetch(op.ctx)
         time.sleep(op.seconds)
         return None
 
@@ -514,11 +610,23 @@ class LeaseFetcher:
         if isinstance(op, Release):
             return await backend.release(op.key, op.owner)
         if isinstance(op, Save):
-            return await backend.save(op.key, op.token, ttl=op.ttl, version=op.version)
+            return await backend.save(
+                op.key, op.token, ttl=op.ttl, owner=op.owner, generation=op.generation
+            )
         if isinstance(op, Delete):
             return await backend.delete(op.key, op.fingerprint)
+        if isinstance(op, Extend):
+            return await backend.extend(op.key, op.owner, op.ttl)
         if isinstance(op, Fetch):
-            return await source.afetch(op.ctx)
+            if op.keepalive is None:
+                return await source.afetch(op.ctx)
+            keeper = asyncio.get_running_loop().create_task(
+                _keep_alive_async(backend, op.keepalive, op.ctx.clock)
+            )
+            try:
+                return await source.afetch(op.ctx)
+            finally:
+                keeper.cancel()
         await asyncio.sleep(op.seconds)
         return None
 
@@ -532,6 +640,40 @@ def _as_flow_error(op: Op, error: Exception) -> Exception:
     wrapped = StoreUnavailable(f"{type(op).__name__.lower()} raised {type(error).__name__}")
     wrapped.__cause__ = error
     return wrapped
+
+
+@contextlib.contextmanager
+def _keeping_alive(backend: StoreBackend, keep: KeepAlive, clock: Clock) -> Iterator[None]:
+    """Extend ``keep``'s lease from a helper thread while the body (a blocking fetch) runs."""
+    done = threading.Event()
+
+    def extend() -> None:
+        while not done.wait(keep.interval) and clock.monotonic() < keep.until:
+            try:
+                if not backend.extend(keep.key, keep.owner, keep.ttl):
+                    return  # lost (or released): the save will be refused, nothing else to do
+            except Exception as error:  # the store failed: try again at the next beat
+                logger.debug("lease extension failed: %s", type(error).__name__)
+
+    thread = threading.Thread(target=extend, name="freshtoken-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+async def _keep_alive_async(backend: AsyncStoreBackend, keep: KeepAlive, clock: Clock) -> None:
+    """Like :func:`_keeping_alive`, as a task on the fetch's loop (cancelled when it ends)."""
+    while True:
+        await asyncio.sleep(keep.interval)
+        if clock.monotonic() >= keep.until:
+            return
+        try:
+            if not await backend.extend(keep.key, keep.owner, keep.ttl):
+                return
+        except Exception as error:
+            logger.debug("lease extension failed: %s", type(error).__name__)
 
 
 def _ignore_errors(operation: Any, *args: Any) -> None:

@@ -23,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ._token import Token
 
 if TYPE_CHECKING:
     from ._source import FetchContext, TokenSource
-    from ._token import Token
 
 __all__ = [
     "KEY_VERSION",
     "AsyncStoreBackend",
     "InlineBackend",
+    "Record",
     "SharedFetcher",
     "Store",
     "StoreBackend",
@@ -56,6 +59,19 @@ def storage_key(source_key: str) -> str:
     return f"{KEY_VERSION}:{digest[:40]}"
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored token and its generation.
+
+    The generation orders the records of one key without any clock: the store advances it by one
+    on every accepted save, atomically with the write (in the Redis script, under the file lock).
+    Hosts' wall clocks may disagree by seconds; which refresh token is newer never depends on them.
+    """
+
+    token: Token
+    generation: int
+
+
 class StoreUnavailable(Exception):
     """The store could not be reached or used (Redis down, a timeout, a disk error).
 
@@ -66,7 +82,15 @@ class StoreUnavailable(Exception):
 
 class UnreadableRecord(Exception):
     """A stored record exists but cannot be trusted (corrupt, truncated, foreign, writable by
-    others, undecryptable). It is reported, treated as absent, and replaced by the next save."""
+    others, undecryptable). It is reported, treated as absent, and replaced by the next save.
+
+    ``generation`` is the record's generation when the store could still read it (the lease
+    holder saves its replacement on it), else 0.
+    """
+
+    def __init__(self, message: str, *, generation: int = 0) -> None:
+        super().__init__(message)
+        self.generation = generation
 
 
 @runtime_checkable
@@ -99,14 +123,18 @@ class StoreBackend(Protocol):
     raises :class:`UnreadableRecord` for a record that exists but cannot be trusted.
     """
 
-    def load(self, key: str) -> Token | None:
-        """The stored token, or ``None``."""
+    def load(self, key: str) -> Record | None:
+        """The stored record, or ``None``."""
         ...
 
-    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
-        """Store ``token`` for ``ttl`` seconds (``None``: until replaced) unless a record with a
-        higher ``version`` is there (a late writer never overwrites a newer token). True if it
-        was stored."""
+    def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
+        """Store ``token`` for ``ttl`` seconds (``None``: until replaced), fenced: only while
+        ``owner`` holds the lease of ``key`` and the stored generation is not past
+        ``generation`` (the one the holder loaded; 0 for none). The stored generation becomes
+        ``generation + 1``, which is returned; ``None`` when the save was refused (a holder whose
+        lease ran out never overwrites its successor's token)."""
         ...
 
     def delete(self, key: str, fingerprint: str) -> bool:
@@ -132,9 +160,11 @@ class StoreBackend(Protocol):
 class AsyncStoreBackend(Protocol):
     """The operations of :class:`StoreBackend`, for the running event loop."""
 
-    async def load(self, key: str) -> Token | None: ...
+    async def load(self, key: str) -> Record | None: ...
 
-    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool: ...
+    async def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None: ...
 
     async def delete(self, key: str, fingerprint: str) -> bool: ...
 
@@ -154,13 +184,16 @@ class ThreadedBackend:
     def __init__(self, backend: StoreBackend) -> None:
         self._backend = backend
 
-    async def load(self, key: str) -> Token | None:
+    async def load(self, key: str) -> Record | None:
         return await asyncio.to_thread(self._backend.load, key)
 
-    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
-        return await asyncio.to_thread(
-            functools.partial(self._backend.save, key, token, ttl=ttl, version=version)
+    async def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
+        save = functools.partial(
+            self._backend.save, key, token, ttl=ttl, owner=owner, generation=generation
         )
+        return await asyncio.to_thread(save)
 
     async def delete(self, key: str, fingerprint: str) -> bool:
         return await asyncio.to_thread(self._backend.delete, key, fingerprint)
@@ -183,11 +216,13 @@ class InlineBackend:
     def __init__(self, backend: StoreBackend) -> None:
         self._backend = backend
 
-    async def load(self, key: str) -> Token | None:
+    async def load(self, key: str) -> Record | None:
         return self._backend.load(key)
 
-    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
-        return self._backend.save(key, token, ttl=ttl, version=version)
+    async def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
+        return self._backend.save(key, token, ttl=ttl, owner=owner, generation=generation)
 
     async def delete(self, key: str, fingerprint: str) -> bool:
         return self._backend.delete(key, fingerprint)

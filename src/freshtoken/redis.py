@@ -9,16 +9,17 @@
 What Redis holds, for a token whose source key hashes to ``<h>`` (``prefix`` defaults to
 ``freshtoken:``)::
 
-    freshtoken:v1:<h>         a hash: v (version: expiry in ms), f (fingerprint), d (the record),
+    freshtoken:v1:<h>         a hash: g (generation), f (fingerprint), d (the record),
                               expiring (PX) when nothing in it can be used any more: kept
                               while its refresh token may be valid
     freshtoken:v1:<h>:lease   the lease: SET NX PX with a random owner token
 
 Saving, releasing and extending are Lua scripts, so each is one atomic step on the server: a save
-never replaces a record with a higher version (a holder that lost its lease while its request was
-slow cannot overwrite the newer token of its successor), and only the lease's owner can release or
-extend it. Waiters poll the record with backoff; a crashed holder's lease expires after
-``lease_time`` and the next waiter takes it over.
+is accepted only from the lease's current owner and never replaces a record of a later generation
+(a holder that lost its lease while it was frozen cannot overwrite its successor's token), it
+advances the generation by one, and only the lease's owner can release or extend the lease.
+Waiters poll the record with backoff; the holder extends its lease while its request runs, and a
+crashed holder's lease expires after ``lease_time``: the next waiter takes it over.
 
 With ``encryption_key`` (a Fernet key, or a list of them for rotation: the first encrypts, all
 decrypt) the record, refresh token included, is encrypted before it leaves the process.
@@ -48,7 +49,7 @@ except ImportError as missing:  # pragma: no cover - exercised only without redi
 from ._codec import EncryptionKey, TokenCodec
 from ._errors import ConfigurationError
 from ._shared import DEFAULT_LEASE_TIME, LeaseFetcher, StoreHealth, check_lease_time
-from ._store import StoreUnavailable, ThreadedBackend, UnreadableRecord
+from ._store import Record, StoreUnavailable, ThreadedBackend, UnreadableRecord
 from ._token import Token
 
 __all__ = ["RedisStore"]
@@ -56,14 +57,16 @@ __all__ = ["RedisStore"]
 T = TypeVar("T")
 
 _SAVE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local generation = 0
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
-  local current = redis.call('HGET', KEYS[1], 'v')
-  if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+  generation = tonumber(redis.call('HGET', KEYS[1], 'g') or '0') or 0
 end
+if generation > tonumber(ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', ARGV[2], 'd', ARGV[3])
-if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-return 1
+redis.call('HSET', KEYS[1], 'g', ARGV[2] + 1, 'f', ARGV[3], 'd', ARGV[4])
+if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+return ARGV[2] + 1
 """
 
 _DELETE = """
@@ -130,20 +133,29 @@ class _Commands:
     def _lease(self, key: str) -> str:
         return self._prefix + key + ":lease"
 
-    def load(self, key: str) -> _Steps[Token | None]:
+    def load(self, key: str) -> _Steps[Record | None]:
         try:
-            reply = yield _Call((self._record(key), "d"), method="hget")
+            reply = yield _Call((self._record(key), "d", "g"), method="hmget")
         except redis.exceptions.ResponseError:
             raise UnreadableRecord("the Redis key of this token holds another type") from None
-        data = _as_bytes(reply)
-        return None if data is None else self._codec.decode(data)
+        data, generation = (_as_bytes(part) for part in reply)
+        if data is None:
+            return None
+        if generation is None or not generation.isdigit():
+            raise UnreadableRecord("the record in Redis has no generation")
+        try:
+            return Record(self._codec.decode(data), int(generation))
+        except UnreadableRecord as problem:
+            raise UnreadableRecord(str(problem), generation=int(generation)) from None
 
-    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> _Steps[bool]:
+    def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> _Steps[int | None]:
         payload = self._codec.encode(token)
         lifetime = 0 if ttl is None else _milliseconds(ttl)  # 0: kept until replaced
-        args = (version, token.fingerprint, payload, lifetime)
-        reply = yield _Call(args, "save", (self._record(key),))
-        return bool(reply)
+        args = (owner, generation, token.fingerprint, payload, lifetime)
+        reply = yield _Call(args, "save", (self._record(key), self._lease(key)))
+        return int(reply) or None
 
     def delete(self, key: str, fingerprint: str) -> _Steps[bool]:
         reply = yield _Call((fingerprint,), "delete", (self._record(key),))
@@ -206,11 +218,15 @@ class _SyncRedis:
             except redis.exceptions.RedisError as error:
                 raise _unavailable(error) from None
 
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> Record | None:
         return self._run(self._commands.load(key))
 
-    def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
-        return self._run(self._commands.save(key, token, ttl=ttl, version=version))
+    def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
+        return self._run(
+            self._commands.save(key, token, ttl=ttl, owner=owner, generation=generation)
+        )
 
     def delete(self, key: str, fingerprint: str) -> bool:
         return self._run(self._commands.delete(key, fingerprint))
@@ -257,11 +273,15 @@ class _AsyncRedis:
             except redis.exceptions.RedisError as error:
                 raise _unavailable(error) from None
 
-    async def load(self, key: str) -> Token | None:
+    async def load(self, key: str) -> Record | None:
         return await self._run(self._commands.load(key))
 
-    async def save(self, key: str, token: Token, *, ttl: float | None, version: int) -> bool:
-        return await self._run(self._commands.save(key, token, ttl=ttl, version=version))
+    async def save(
+        self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
+    ) -> int | None:
+        return await self._run(
+            self._commands.save(key, token, ttl=ttl, owner=owner, generation=generation)
+        )
 
     async def delete(self, key: str, fingerprint: str) -> bool:
         return await self._run(self._commands.delete(key, fingerprint))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import freshtoken as ft
 from freshtoken._clock import FakeClock
+from freshtoken._store import StoreBackend
 
 
 class MintingSource:
@@ -64,3 +65,31 @@ def token_at(clock: FakeClock, name: str, *, lifetime: float = 100.0, age: float
         expires_at=issued + timedelta(seconds=lifetime),
         issued_at=issued,
     )
+
+
+def put(
+    backend: StoreBackend,
+    key: str,
+    token: ft.Token,
+    *,
+    ttl: float | None = 100.0,
+    owner: str | None = None,
+) -> int:
+    """Save ``token`` as a lease holder does (take the lease unless ``owner`` holds it already,
+    save on the loaded generation, release); the new generation."""
+    holder = owner if owner is not None else backend.acquire(key, 10.0)
+    assert holder is not None, "the lease is taken"
+    record = backend.load(key)
+    generation = backend.save(
+        key, token, ttl=ttl, owner=holder, generation=0 if record is None else record.generation
+    )
+    if owner is None:
+        backend.release(key, holder)
+    assert generation is not None, "the save was refused"
+    return generation
+
+
+def stored_token(backend: StoreBackend, key: str) -> ft.Token | None:
+    """The token stored under ``key``, or ``None``."""
+    record = backend.load(key)
+    return None if record is None else record.token

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.stores.stores_helpers import MintingSource, token_at
+from tests.stores.stores_helpers import MintingSource, put, stored_token, token_at
 
 import freshtoken as ft
 from freshtoken._clock import FakeClock
@@ -89,7 +89,7 @@ def test_a_bad_token_file_is_reported_ignored_and_replaced(
     info = os.stat(path)
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert info.st_uid == os.geteuid()
-    assert store._backend.load(storage_key(source.key)) == fresh
+    assert stored_token(store._backend, storage_key(source.key)) == fresh
 
 
 def test_a_record_of_an_unknown_format_or_shape_is_not_trusted(tmp_path: Path) -> None:
@@ -100,11 +100,11 @@ def test_a_record_of_an_unknown_format_or_shape_is_not_trusted(tmp_path: Path) -
         path.write_bytes(content)
         path.chmod(0o600)
         with pytest.raises(UnreadableRecord):
-            backend.load("v1:k")
+            stored_token(backend, "v1:k")
     path.unlink()
     path.mkdir()
     with pytest.raises(UnreadableRecord, match="not a regular file"):
-        backend.load("v1:k")
+        stored_token(backend, "v1:k")
 
 
 def test_a_directory_others_can_write_into_is_not_used(
@@ -148,7 +148,8 @@ def test_the_lease_is_exclusive_across_store_objects_and_owned(tmp_path: Path) -
     owner = first.acquire("v1:k", 10)
     assert owner is not None
     assert second.acquire("v1:k", 10) is None
-    assert not second.release("v1:k", owner)  # not the owner here
+    assert not second.release("v1:k", "f" * 32)  # only the owner token releases
+    assert not second.extend("v1:k", "f" * 32, 10)
     assert first.extend("v1:k", owner, 10)
     assert first.release("v1:k", owner)
     assert not first.extend("v1:k", owner, 10)
@@ -157,15 +158,22 @@ def test_the_lease_is_exclusive_across_store_objects_and_owned(tmp_path: Path) -
     assert second.release("v1:k", again)
 
 
-def test_a_save_never_replaces_a_newer_token_and_delete_compares(
+def test_a_save_is_fenced_by_the_lease_and_the_generation_and_delete_compares(
     fake_clock: FakeClock, tmp_path: Path
 ) -> None:
     backend = FileStore(tmp_path)._backend
     newer, older = token_at(fake_clock, "newer", lifetime=200), token_at(fake_clock, "older")
-    assert newer.expires_at is not None
-    assert backend.save("v1:k", newer, ttl=200, version=int(newer.expires_at.timestamp() * 1000))
-    assert not backend.save("v1:k", older, ttl=100, version=1)
-    assert backend.load("v1:k") == newer
+    assert put(backend, "v1:k", older) == 1
+    late = backend.acquire("v1:k", 10)
+    assert late is not None
+    backend.release("v1:k", late)  # its lease is gone: the late holder's save is refused
+    assert backend.save("v1:k", newer, ttl=1, owner=late, generation=1) is None
+    assert put(backend, "v1:k", newer) == 2
+    holder = backend.acquire("v1:k", 10)
+    assert holder is not None
+    assert backend.save("v1:k", older, ttl=1, owner=holder, generation=1) is None  # stale
+    backend.release("v1:k", holder)
+    assert stored_token(backend, "v1:k") == newer
     assert not backend.delete("v1:k", older.fingerprint)
     assert backend.delete("v1:k", newer.fingerprint)
     assert not backend.delete("v1:k", newer.fingerprint)
@@ -181,7 +189,7 @@ def test_an_unwritable_directory_is_reported_not_raised(
     directory = tmp_path / "tokens"
     directory.mkdir(mode=0o500)
     with pytest.raises(StoreUnavailable):
-        FileStore(directory)._backend.save("v1:k", token_at(fake_clock, "t"), ttl=1, version=1)
+        FileStore(directory)._backend.acquire("v1:k", 1)
 
 
 def test_aget_shares_the_file_token(fake_clock: FakeClock, tmp_path: Path) -> None:
@@ -217,7 +225,7 @@ def test_an_oversized_token_file_is_not_read(tmp_path: Path) -> None:
         file.truncate(10 * 1024 * 1024)
     path.chmod(0o600)
     with pytest.raises(UnreadableRecord, match="too large"):
-        backend.load("v1:k")
+        stored_token(backend, "v1:k")
 
 
 def test_write_and_lock_failures_are_store_unavailable(
@@ -229,13 +237,17 @@ def test_write_and_lock_failures_are_store_unavailable(
     (directory).mkdir(mode=0o700)
     (directory / "v1-k.json").mkdir()
     (directory / "v1-k.json" / "occupied").write_text("")
-    with pytest.raises(StoreUnavailable, match="write failed"):
-        backend.save("v1:k", token, ttl=60, version=1)  # cannot replace a non-empty directory
+    owner = backend.acquire("v1:k", 10)
+    assert owner is not None
+    with pytest.raises(StoreUnavailable, match="write failed"):  # cannot replace a directory
+        backend.save("v1:k", token, ttl=60, owner=owner, generation=0)
     assert [p.name for p in directory.iterdir() if p.name.startswith(".tmp")] == []
     (directory / "v1-k.json" / "occupied").unlink()
     (directory / "v1-k.json").rmdir()
+    for name in os.listdir(directory):
+        os.unlink(directory / name)
     directory.rmdir()  # gone after it was checked
-    with pytest.raises(StoreUnavailable, match="write failed"):
-        backend.save("v1:k", token, ttl=60, version=1)
+    with pytest.raises(StoreUnavailable, match="lock failed"):
+        backend.save("v1:k", token, ttl=60, owner=owner, generation=0)
     with pytest.raises(StoreUnavailable, match="lock failed"):
         backend.acquire("v1:k", 10)

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.stores.stores_helpers import MintingSource, token_at
+from tests.stores.stores_helpers import MintingSource, put, token_at
 
 import freshtoken as ft
 from freshtoken._clock import FakeClock
 from freshtoken._memorystore import MemoryStore
-from freshtoken._shared import Acquire, Fetch, LeaseFetcher, Load, Release, Save, _Run
-from freshtoken._store import storage_key
+from freshtoken._shared import Acquire, Extend, Fetch, LeaseFetcher, Load, Release, Save, _Run
+from freshtoken._store import Record, storage_key
 
 
 def context(clock: FakeClock, *, current: ft.Token | None = None) -> ft.FetchContext:
@@ -50,7 +50,7 @@ def test_a_token_stored_while_the_lease_was_being_taken_is_used_not_fetched(
     assert isinstance(step(flow, None), Acquire)
     assert isinstance(step(flow, "owner"), Load)  # loads again under the lease
     landed = token_at(fake_clock, "landed")
-    release = step(flow, landed)
+    release = step(flow, Record(landed, 1))
     assert release == Release(storage_key("flow"), "owner")
     assert step(flow, True) == ("returned", landed)
 
@@ -60,7 +60,8 @@ def test_a_fetched_token_that_is_already_expired_is_not_saved(fake_clock: FakeCl
     next(flow)
     step(flow, None)
     step(flow, "owner")
-    assert isinstance(step(flow, None), Fetch)
+    assert isinstance(step(flow, None), Extend)  # the lease is still ours before sending
+    assert isinstance(step(flow, True), Fetch)
     dead = token_at(fake_clock, "dead", lifetime=10, age=20)
     assert isinstance(step(flow, dead), Release)
     assert step(flow, True) == ("returned", dead)
@@ -72,6 +73,7 @@ def test_a_token_without_expiry_is_saved_with_the_default_lifetime(fake_clock: F
     step(flow, None)
     step(flow, "owner")
     step(flow, None)
+    step(flow, True)
     opaque = ft.Token(
         access_token="opaque", issued_at=datetime.fromtimestamp(fake_clock.time(), UTC)
     )
@@ -151,7 +153,7 @@ def test_async_managers_replace_a_rejected_token_and_wait_for_a_holder(
         task = asyncio.create_task(waiter.aget())
         await asyncio.sleep(0.05)
         landed = token_at(fake_clock, "landed")
-        backend.save(key, landed, ttl=100, version=10**15)
+        put(backend, key, landed, ttl=100, owner=owner)
         backend.release(key, owner)
         assert await task == landed
 

@@ -7,7 +7,7 @@ import logging
 import threading
 
 import pytest
-from tests.stores.stores_helpers import MintingSource, token_at
+from tests.stores.stores_helpers import MintingSource, put, stored_token, token_at
 
 import freshtoken as ft
 from freshtoken._clock import FakeClock
@@ -54,12 +54,12 @@ def test_the_new_token_is_saved_before_it_is_handed_out(fake_clock: FakeClock) -
 
     def on_event(event: ft.Event) -> None:
         if event.kind == "fetched":
-            seen_in_store.append(backend.load(key))
+            seen_in_store.append(stored_token(backend, key))
 
     manager = ft.TokenManager(source, store=store, clock=fake_clock, on_event=on_event)
     token = manager.get()
     assert seen_in_store == [token]
-    stored = backend.load(key)
+    stored = stored_token(backend, key)
     assert stored is not None
     assert stored.refresh_token == token.refresh_token
 
@@ -89,7 +89,7 @@ def test_a_token_invalidated_after_a_401_is_replaced_in_the_store(fake_clock: Fa
     replacement = first.get()
     assert replacement != rejected
     assert source.calls == 2
-    assert store._backend.load(storage_key(source.key)) == replacement
+    assert stored_token(store._backend, storage_key(source.key)) == replacement
     assert second.get() == replacement  # the second manager never sees the rejected token
 
 
@@ -100,12 +100,14 @@ def test_a_rejected_token_found_after_the_lease_is_deleted_before_the_fetch(
     source = MintingSource(fake_clock, error=ft.TokenEndpointUnavailable("down"))
     key = storage_key(source.key)
     rejected = token_at(fake_clock, "rejected-token")
-    store._backend.save(key, rejected, ttl=100, version=1)
+    put(store._backend, key, rejected, ttl=100)
     manager = ft.TokenManager(source, store=store, clock=fake_clock)
     manager._rejected = rejected.fingerprint  # as after invalidate() in an earlier run
     with pytest.raises(ft.TokenEndpointUnavailable):
         manager.get()
-    assert store._backend.load(key) is None  # gone, although no replacement could be fetched
+    assert (
+        stored_token(store._backend, key) is None
+    )  # gone, although no replacement could be fetched
 
 
 def test_a_waiter_uses_the_token_the_lease_holder_saves(fake_clock: FakeClock) -> None:
@@ -120,7 +122,7 @@ def test_a_waiter_uses_the_token_the_lease_holder_saves(fake_clock: FakeClock) -
     waiter = threading.Thread(target=lambda: got.append(manager.get()))
     waiter.start()
     landed = token_at(fake_clock, "from-the-holder")
-    backend.save(key, landed, ttl=100, version=1)
+    put(backend, key, landed, ttl=100, owner=owner)
     assert backend.release(key, owner)
     waiter.join(timeout=10)
     assert got == [landed]
@@ -143,7 +145,7 @@ def test_a_waiter_takes_over_when_the_holder_releases_without_a_token(
     assert backend.release(key, owner)  # the holder's fetch failed
     waiter.join(timeout=10)
     assert source.calls == 1
-    assert backend.load(key) == got[0]
+    assert stored_token(backend, key) == got[0]
 
 
 def test_a_holder_whose_lease_ran_out_is_replaced(fake_clock: FakeClock) -> None:
@@ -230,17 +232,21 @@ def test_async_waiters_and_stale_refresh_share_one_fetch(fake_clock: FakeClock) 
 def test_store_entries_expire_with_their_token(fake_clock: FakeClock) -> None:
     store = MemoryStore()
     backend = store._backend
-    backend.save("k", token_at(fake_clock, "t"), ttl=0.0, version=1)
-    assert backend.load("k") is None
-    assert backend.load("missing") is None
+    put(backend, "k", token_at(fake_clock, "t"), ttl=0.0)
+    assert stored_token(backend, "k") is None
+    assert stored_token(backend, "missing") is None
 
 
-def test_a_save_never_replaces_a_newer_token(fake_clock: FakeClock) -> None:
+def test_a_save_is_fenced_by_the_lease_and_the_generation(fake_clock: FakeClock) -> None:
     backend = MemoryStore()._backend
     newer, older = token_at(fake_clock, "newer"), token_at(fake_clock, "older")
-    assert backend.save("k", newer, ttl=100, version=2)
-    assert not backend.save("k", older, ttl=100, version=1)
-    assert backend.load("k") == newer
+    assert put(backend, "k", older) == 1
+    assert backend.save("k", newer, ttl=100, owner="not-the-holder", generation=1) is None
+    assert put(backend, "k", newer) == 2
+    holder = backend.acquire("k", 10)
+    assert holder is not None
+    assert backend.save("k", older, ttl=100, owner=holder, generation=1) is None  # stale
+    assert stored_token(backend, "k") == newer
 
 
 def test_only_the_lease_owner_can_extend_or_release_it() -> None:
@@ -259,7 +265,7 @@ def test_only_the_lease_owner_can_extend_or_release_it() -> None:
 def test_compare_and_delete_only_removes_the_named_token(fake_clock: FakeClock) -> None:
     backend = MemoryStore()._backend
     token = token_at(fake_clock, "t")
-    backend.save("k", token, ttl=100, version=1)
+    put(backend, "k", token, ttl=100)
     assert not backend.delete("k", "00000000")
     assert backend.delete("k", token.fingerprint)
     assert not backend.delete("k", token.fingerprint)
@@ -304,7 +310,7 @@ def test_a_refresh_keeps_waiting_for_the_holder_past_the_hard_deadline(
     caller.join(timeout=0.3)
     assert caller.is_alive()  # waiting for the refresh, not failed
     landed = token_at(fake_clock, "landed")
-    backend.save(key, landed, ttl=100, version=10**15)
+    put(backend, key, landed, ttl=100, owner=owner)
     backend.release(key, owner)
     caller.join(timeout=10)
     assert got == [landed]

@@ -8,7 +8,7 @@ import pytest
 import redis
 import redis.asyncio
 from cryptography.fernet import Fernet
-from tests.stores.stores_helpers import MintingSource, token_at
+from tests.stores.stores_helpers import MintingSource, put, stored_token, token_at
 from tests.stores.stores_redis import RedisServer
 
 import freshtoken as ft
@@ -39,9 +39,9 @@ def test_a_token_lives_in_redis_as_long_as_it_lives(
 ) -> None:
     backend = RedisStore(redis_client, prefix="app:")._backend
     token = token_at(fake_clock, "t")
-    assert backend.save("v1:k", token, ttl=42.0, version=7)
+    assert put(backend, "v1:k", token, ttl=42.0)
     assert 41000 < redis_client.pttl("app:v1:k") <= 42000
-    assert backend.load("v1:k") == token
+    assert stored_token(backend, "v1:k") == token
 
 
 def test_a_stale_holder_never_overwrites_a_newer_token(
@@ -49,12 +49,17 @@ def test_a_stale_holder_never_overwrites_a_newer_token(
 ) -> None:
     backend = RedisStore(redis_client)._backend
     newer, late = token_at(fake_clock, "newer"), token_at(fake_clock, "late")
-    assert backend.save("v1:k", newer, ttl=60, version=2000)
-    assert not backend.save("v1:k", late, ttl=60, version=1000)
-    assert backend.load("v1:k") == newer
+    assert put(backend, "v1:k", late, ttl=60) == 1
+    assert backend.save("v1:k", newer, ttl=60, owner="not-the-holder", generation=1) is None
+    assert put(backend, "v1:k", newer, ttl=60) == 2
+    holder = backend.acquire("v1:k", 10)
+    assert holder is not None
+    assert backend.save("v1:k", late, ttl=60, owner=holder, generation=1) is None  # stale
+    backend.release("v1:k", holder)
+    assert stored_token(backend, "v1:k") == newer
     assert not backend.delete("v1:k", late.fingerprint)
     assert backend.delete("v1:k", newer.fingerprint)
-    assert backend.load("v1:k") is None
+    assert stored_token(backend, "v1:k") is None
 
 
 def test_managers_share_one_token_through_redis(
@@ -81,7 +86,7 @@ def test_a_key_of_another_type_is_reported_and_replaced(
     )
     token = manager.get()
     assert "holds another type" in str(events[0].error)
-    assert RedisStore(redis_client)._backend.load(storage_key(source.key)) == token
+    assert stored_token(RedisStore(redis_client)._backend, storage_key(source.key)) == token
 
 
 def test_an_async_client_serves_aget_and_its_blocking_twin_serves_get(
@@ -156,7 +161,7 @@ def test_redis_down_means_a_local_fetch_an_event_and_a_retry_after_a_backoff(
         fake_clock.advance(2.5)
         manager.invalidate(manager.get())
         token = manager.get()  # the store is back
-        assert store._backend.load(storage_key(source.key)) == token
+        assert stored_token(store._backend, storage_key(source.key)) == token
 
 
 def test_a_store_error_of_any_kind_is_reported_not_raised(
@@ -179,13 +184,13 @@ def test_encrypted_records_decrypt_after_a_key_rotation_and_others_are_not_trust
 ) -> None:
     old, new = Fernet.generate_key(), Fernet.generate_key().decode()
     token = token_at(fake_clock, "rotate-me-secretpart")
-    RedisStore(redis_client, encryption_key=old)._backend.save("v1:k", token, ttl=60, version=1)
+    put(RedisStore(redis_client, encryption_key=old)._backend, "v1:k", token, ttl=60)
     rotated = RedisStore(redis_client, encryption_key=[new, old])._backend
-    assert rotated.load("v1:k") == token
+    assert stored_token(rotated, "v1:k") == token
     with pytest.raises(UnreadableRecord, match="cannot be decrypted"):
-        RedisStore(redis_client, encryption_key=new)._backend.load("v1:k")
+        stored_token(RedisStore(redis_client, encryption_key=new)._backend, "v1:k")
     with pytest.raises(UnreadableRecord, match="not valid JSON"):
-        RedisStore(redis_client)._backend.load("v1:k")  # encrypted, read without a key
+        stored_token(RedisStore(redis_client)._backend, "v1:k")  # encrypted, read without a key
 
 
 @pytest.mark.parametrize(
@@ -217,7 +222,7 @@ def test_connection_errors_become_store_unavailable(redis_server: RedisServer) -
         backend = RedisStore(client)._backend
         redis_server.stop()
         with pytest.raises(StoreUnavailable, match="ConnectionError"):
-            backend.load("v1:k")
+            stored_token(backend, "v1:k")
         redis_server.start()
 
 
@@ -234,7 +239,12 @@ def test_async_operations_map_refusals_and_outages_like_the_blocking_ones(
         try:
             backend = RedisStore(client)._async_backend
             token = token_at(fake_clock, "t")
-            assert await backend.save("v1:k", token, ttl=60, version=1)
+            owner = await backend.acquire("v1:k", 5)
+            assert owner is not None
+            assert await backend.save("v1:k", token, ttl=60, owner=owner, generation=0) == 1
+            record = await backend.load("v1:k")
+            assert record is not None and record.token == token and record.generation == 1
+            assert await backend.release("v1:k", owner)
             assert not await backend.delete("v1:k", "00000000")
             assert await backend.delete("v1:k", token.fingerprint)
             owner = await backend.acquire("v1:k", 5)

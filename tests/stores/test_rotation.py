@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis
 from cryptography.fernet import Fernet
+from tests.stores.stores_helpers import put
 
 import freshtoken as ft
 from freshtoken._shared import record_ttl
@@ -144,7 +145,7 @@ def test_redis_keeps_a_record_with_a_refresh_token_without_an_expiry(
     issued = datetime.now(UTC)
     token = ft.Token("a", expires_at=issued + timedelta(seconds=60), refresh_token="r")
     backend = RedisStore(redis_client)._backend
-    assert backend.save("v1:k", token, ttl=None, version=1)
+    assert put(backend, "v1:k", token, ttl=None)
     assert redis_client.pttl("freshtoken:v1:k") == -1  # no expiry
-    assert backend.save("v1:k", token, ttl=50, version=2)
+    assert put(backend, "v1:k", token, ttl=50)
     assert 0 < redis_client.pttl("freshtoken:v1:k") <= 50_000
