@@ -312,6 +312,7 @@ class _Lease:
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
     if pid <= 0:
         return False
     try:
@@ -320,7 +321,12 @@ def _process_exists(pid: int) -> bool:
         return False
     except PermissionError:  # pragma: no cover - another user's process: the directory is ours
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            state = stat_file.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):  # pragma: no cover - no /proc: trust kill()
+        return True
+    return state != b"Z"
 
 
 class FileStore:

@@ -44,7 +44,7 @@ from ._clock import Clock
 from ._errors import ConfigurationError, TokenEndpointUnavailable
 from ._events import Event, logger
 from ._policy import RefreshPolicy
-from ._source import FetchContext, TokenSource
+from ._source import FetchContext, FunctionSource, TokenSource
 from ._store import (
     AsyncStoreBackend,
     Record,
@@ -468,9 +468,9 @@ class LeaseFetcher:
         assert run.owner is not None
         base = stored if stored is not None else self._unsaved or ctx.current
         now = clock.monotonic()
-        run.fetch_ctx = dataclasses.replace(
-            ctx, current=base, deadline=min(ctx.deadline, now + self.lease_time)
-        )
+        # No cap at the lease time: the lease is kept alive while the request runs (a request
+        # cut at the lease time would be retried with a refresh token the server may have spent).
+        run.fetch_ctx = dataclasses.replace(ctx, current=base)
         if stored is not None and stored.fingerprint == ctx.rejected:
             yield Delete(self._key, stored.fingerprint)
         keepalive = KeepAlive(
@@ -569,7 +569,7 @@ class LeaseFetcher:
         if isinstance(op, Extend):
             return backend.extend(op.key, op.owner, op.ttl)
         if isinstance(op, Fetch):
-            if op.keepalive is None:
+            if op.keepalive is None or not _bounded(source):
                 return source.fetch(op.ctx)
             with _keeping_alive(backend, op.keepalive, op.ctx.clock):
                 return source.fetch(op.ctx)
@@ -618,7 +618,7 @@ class LeaseFetcher:
         if isinstance(op, Extend):
             return await backend.extend(op.key, op.owner, op.ttl)
         if isinstance(op, Fetch):
-            if op.keepalive is None:
+            if op.keepalive is None or not _bounded(source):
                 return await source.afetch(op.ctx)
             keeper = asyncio.get_running_loop().create_task(
                 _keep_alive_async(backend, op.keepalive, op.ctx.clock)
@@ -640,6 +640,13 @@ def _as_flow_error(op: Op, error: Exception) -> Exception:
     wrapped = StoreUnavailable(f"{type(op).__name__.lower()} raised {type(error).__name__}")
     wrapped.__cause__ = error
     return wrapped
+
+
+def _bounded(source: TokenSource) -> bool:
+    """Whether ``source``'s fetch ends by its request deadline, so that its lease may be kept
+    alive until then. A token function can hang for as long as it likes: its lease is not
+    extended, and ``lease_time`` bounds it (a hung holder is superseded when the lease runs out)."""
+    return not isinstance(source, FunctionSource)
 
 
 @contextlib.contextmanager
