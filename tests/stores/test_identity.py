@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import freshtoken as ft
 from freshtoken._clock import FakeClock
 from freshtoken._source import FetchContext
+from freshtoken.redis import RedisStore
 from freshtoken.testing import AuthorizationServer
 
 TokenFn = Callable[[], dict[str, object]]
@@ -77,11 +78,14 @@ UNDERIVABLE: dict[str, tuple[str, Callable[[str], TokenFn]]] = {
 }
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ft.Store:
+    """Each shared store: one process, one host (a directory), a fleet (a real redis-server)."""
     if request.param == "memory":
         return ft.MemoryStore()
-    return ft.FileStore(tmp_path / "tokens")
+    if request.param == "file":
+        return ft.FileStore(tmp_path / "tokens")
+    return RedisStore(request.getfixturevalue("redis_client"))
 
 
 @pytest.fixture
