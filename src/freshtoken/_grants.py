@@ -40,7 +40,7 @@ from ._http import HttpRequest, HttpResponse, Reply, Step, safe_url
 from ._response import describe_body, is_json, read_json, server_date
 from ._retry import DEFAULT_MAX_ATTEMPTS, exchange
 from ._sender import OwnClients, run_async, run_sync
-from ._source import FetchContext
+from ._source import FetchContext, callable_name, check_key, unidentified_input
 from ._token import Token, parse_token_response
 
 __all__ = [
@@ -193,12 +193,6 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _callable_name(value: Callable[[], str]) -> str:
-    module = getattr(value, "__module__", None) or type(value).__module__
-    name = getattr(value, "__qualname__", None) or type(value).__qualname__
-    return f"{module}.{name}"
-
-
 # -- the base --------------------------------------------------------------------------------
 
 
@@ -267,8 +261,6 @@ class _HttpGrant:
             raise ConfigurationError("timeout must be a positive number of seconds or None")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ConfigurationError("max_attempts must be an integer >= 1")
-        if key is not None and (not isinstance(key, str) or not key):
-            raise ConfigurationError("key must be a non-empty string")
         self._token_url = token_url
         self._issuer = issuer
         self._client_id = client_id
@@ -282,7 +274,7 @@ class _HttpGrant:
         self._timeout = None if timeout is None else float(timeout)
         self._max_attempts = max_attempts
         self._allow_insecure_http = allow_insecure_http
-        self._custom_key = key
+        self._custom_key = check_key(key)
         self._clients = OwnClients()
         self._random = random.Random()
         self._lock = threading.Lock()
@@ -293,16 +285,37 @@ class _HttpGrant:
         """What tells this token apart from others of the same endpoint (hashed into ``key``)."""
         return {}
 
+    def _inputs(self) -> dict[str, StringOrCallable]:
+        """The grant's inputs that may be callables, by parameter name (checked by
+        ``unidentified``: a callable's name identifies only a plain module-level function)."""
+        return {}
+
+    @property
+    def unidentified(self) -> str | None:
+        """The first input callable the derived key cannot tell apart, or ``None`` (also when
+        ``key=`` was given): see :func:`~freshtoken._source.require_identity`."""
+        if self._custom_key is not None:
+            return None
+        for name, value in self._inputs().items():
+            problem = unidentified_input(f"{name} callable", value)
+            if problem is not None:
+                return problem
+        return None
+
     @property
     def key(self) -> str:
-        """``v1:<grant>:<hash>`` of endpoint, grant, client, scope, audience and resource: the
-        token's name in a shared store. Secrets are not part of it in any recoverable form."""
+        """``v1:<grant>:<hash>`` of every input of the token request (endpoint, grant, client,
+        client-authentication method, scope, audience, resource, extra parameters and the
+        grant's own inputs): the token's name in a shared store, so a record is shared only by
+        managers that would send the same request. Secrets are not part of it in any
+        recoverable form."""
         if self._custom_key is not None:
             return self._custom_key
         material = {
             "endpoint": self._token_url or f"issuer:{self._issuer}",
             "grant_type": self.grant_type,
             "client_id": self._client_id,
+            "auth": self._auth.name,
             "scope": self._scope,
             "audience": list(self._audience),
             "resource": list(self._resource),
@@ -477,18 +490,18 @@ def _call(value: StringOrCallable, name: str) -> str:
         raise
     except Exception as error:
         raise TokenRequestError(
-            f"the {name} callable {_callable_name(value)} raised {describe_error(error)}"
+            f"the {name} callable {callable_name(value)} raised {describe_error(error)}"
         ) from error
     if not isinstance(result, str) or not result:
         raise TokenRequestError(
-            f"the {name} callable {_callable_name(value)} returned {type(result).__name__}, "
+            f"the {name} callable {callable_name(value)} returned {type(result).__name__}, "
             "not a non-empty string"
         )
     return result
 
 
 def _identity_of(value: StringOrCallable) -> str:
-    return f"callable:{_callable_name(value)}" if callable(value) else f"sha256:{_digest(value)}"
+    return f"callable:{callable_name(value)}" if callable(value) else f"sha256:{_digest(value)}"
 
 
 # -- the grants --------------------------------------------------------------------------------
@@ -688,6 +701,9 @@ class JWTBearerGrant(_HttpGrant):
     def _identity(self) -> dict[str, object]:
         return {"assertion": _identity_of(self._assertion)}
 
+    def _inputs(self) -> dict[str, StringOrCallable]:
+        return {"assertion": self._assertion}
+
     def _fields(self) -> Fields:
         return [("assertion", _call(self._assertion, "assertion"))]
 
@@ -746,6 +762,12 @@ class TokenExchange(_HttpGrant):
             "actor_token": None if self._actor_token is None else _identity_of(self._actor_token),
             "requested_token_type": self._requested_token_type,
         }
+
+    def _inputs(self) -> dict[str, StringOrCallable]:
+        inputs = {"subject_token": self._subject_token}
+        if self._actor_token is not None:
+            inputs["actor_token"] = self._actor_token
+        return inputs
 
     def _fields(self) -> Fields:
         fields: Fields = [

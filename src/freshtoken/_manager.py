@@ -32,7 +32,13 @@ from ._flight import ABANDONED, Flight, Outcome, clone_error
 from ._launch import launch
 from ._lifecycle import Action, Lifecycle
 from ._policy import RefreshPolicy
-from ._source import FetchContext, FunctionSource, TokenFunction, TokenSource
+from ._source import (
+    FetchContext,
+    FunctionSource,
+    TokenFunction,
+    TokenSource,
+    require_identity,
+)
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -92,6 +98,8 @@ class TokenManager:
             raise ConfigurationError(
                 f"TokenManager needs a token source or a callable, got {type(source).__name__}"
             )
+        if store is not None:  # shared beyond this manager: the key must name the principal
+            require_identity(self._source)
         if policy is not None and not isinstance(policy, RefreshPolicy):
             raise ConfigurationError("policy must be a freshtoken.RefreshPolicy")
         self._policy = policy if policy is not None else RefreshPolicy()

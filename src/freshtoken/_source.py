@@ -9,14 +9,16 @@ or async callable (the seed's ``getAccessToken`` works as it is).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from ._clock import Clock
-from ._errors import FreshTokenError, TokenRequestError, TokenResponseError
+from ._errors import ConfigurationError, FreshTokenError, TokenRequestError, TokenResponseError
 from ._events import Event, describe_error
 from ._policy import RefreshPolicy
 from ._token import ParsedToken, Token, parse_token_response
@@ -24,7 +26,17 @@ from ._token import ParsedToken, Token, parse_token_response
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["FetchContext", "FunctionSource", "TokenSource", "run_coroutine_sync"]
+__all__ = [
+    "FetchContext",
+    "FunctionSource",
+    "TokenSource",
+    "callable_name",
+    "check_key",
+    "require_identity",
+    "run_coroutine_sync",
+    "underivable",
+    "unidentified_input",
+]
 
 T = TypeVar("T")
 
@@ -109,6 +121,58 @@ class TokenSource(Protocol):
         ...
 
 
+def callable_name(fn: object) -> str:
+    """The callable's module and qualified name (for keys and messages; names no secret)."""
+    if isinstance(fn, functools.partial):  # its own name is functools.partial: name what it calls
+        return callable_name(fn.func)
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{name}"
+
+
+def underivable(fn: object) -> str | None:
+    """What kind of callable ``fn`` is when its name does not identify what it returns.
+
+    Only a plain module-level function is identified by its name: every other callable carries
+    state its name does not show (the instance of a bound method, the arguments of a partial, the
+    free or default values of a nested function or lambda, the attributes of an object), so two
+    of them with one name may return two principals' tokens. ``None`` for a plain function.
+    """
+    if inspect.ismethod(fn):
+        return "a bound method"
+    if isinstance(fn, functools.partial):
+        return "a functools.partial"
+    if not isinstance(fn, types.FunctionType):
+        return "a callable object"
+    if fn.__name__ == "<lambda>":
+        return "a lambda"
+    if fn.__closure__ or "<locals>" in fn.__qualname__:
+        return "a closure"
+    return None
+
+
+def check_key(key: object) -> str | None:
+    """``key`` as given to a source or grant: ``None`` (derive it) or a non-empty string."""
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ConfigurationError("key must be a non-empty string naming the token")
+    return key
+
+
+def require_identity(source: TokenSource) -> None:
+    """Refuse a source whose key may name other principals' tokens too (for a shared store).
+
+    A source says so through an optional ``unidentified`` attribute: what of its token request
+    the key cannot tell apart, or ``None``. Sources without it are trusted to name their token.
+    """
+    unidentified = getattr(source, "unidentified", None)
+    if unidentified is not None:
+        raise ConfigurationError(
+            f"{unidentified}, so its identity cannot be derived: in a shared store this manager "
+            "could be handed another principal's token. Pass key='...' naming the token "
+            "(FunctionSource(fn, key=...) or the grant's key=)"
+        )
+
+
 def run_coroutine_sync(make: Callable[[], Awaitable[T]]) -> T:
     """Run an async callable to completion from synchronous code.
 
@@ -141,6 +205,12 @@ def run_coroutine_sync(make: Callable[[], Awaitable[T]]) -> T:
     return box["value"]
 
 
+def unidentified_input(role: str, fn: object) -> str | None:
+    """``"the <role> <name> is <kind>"`` when ``fn`` is an underivable callable, else ``None``."""
+    kind = underivable(fn) if callable(fn) else None
+    return None if kind is None else f"the {role} {callable_name(fn)} is {kind}"
+
+
 class FunctionSource:
     """A token source around a callable returning a ``str``, a token-response mapping or a Token.
 
@@ -150,10 +220,11 @@ class FunctionSource:
     exception raised by ``fn`` reaches the caller as :class:`~freshtoken.TokenRequestError` with
     the original chained as ``__cause__`` (freshtoken's own errors pass through as they are).
 
-    ``key`` names the token in a shared store (default: the callable's module and qualified name).
+    ``key`` names the token in a shared store (default: the callable's module and qualified name,
+    which identifies the token only for a plain module-level function; see :func:`underivable`).
     """
 
-    __slots__ = ("_fn", "_is_async", "_key")
+    __slots__ = ("_fn", "_is_async", "_key", "_unidentified")
 
     def __init__(self, fn: TokenFunction, *, key: str | None = None) -> None:
         if not callable(fn):
@@ -162,15 +233,18 @@ class FunctionSource:
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async __call__ on an object
         )
-        if key is None:
-            module = getattr(fn, "__module__", None) or type(fn).__module__
-            name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-            key = f"function:{module}.{name}"
-        self._key = key
+        given = check_key(key)
+        self._key = f"function:{callable_name(fn)}" if given is None else given
+        self._unidentified = None if given is not None else unidentified_input("token callable", fn)
 
     @property
     def key(self) -> str:
         return self._key
+
+    @property
+    def unidentified(self) -> str | None:
+        """What the key cannot tell apart (see :func:`require_identity`), or ``None``."""
+        return self._unidentified
 
     def __repr__(self) -> str:
         return f"FunctionSource({self._key!r})"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -771,6 +772,7 @@ CATEGORIES: tuple[str, ...] = (
     FS,
     RS,
     CL,
+    "callable_identity",
 )
 
 
@@ -833,3 +835,127 @@ body_case(
     message=INVALID_CODE,
 )
 # -- end: server error codes ------------------------------------------------------------------
+
+
+# -- begin: callable identities (issue 13 item 1) ---------------------------------------------
+# The input builds a source; a TokenManager over it with a shared store must refuse it with
+# ConfigurationError asking for key= (message "key="), or accept it (value: the source's
+# ``unidentified`` is None). A secret bound into a callable must never appear in the refusal.
+CI = "callable_identity"
+URL = "https://as.example.com/token"
+
+
+def _token_for(tenant: str) -> dict[str, object]:
+    return {"access_token": f"token-of-{tenant}", "expires_in": 60}
+
+
+def _module_token() -> dict[str, object]:
+    return _token_for("module")
+
+
+async def _module_token_async() -> dict[str, object]:
+    return _token_for("module-async")
+
+
+def _module_assertion() -> str:
+    return f"assertion-{MARK}"
+
+
+class _Tenant:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def token(self) -> dict[str, object]:
+        return _token_for(self.secret)
+
+    async def atoken(self) -> dict[str, object]:
+        return _token_for(self.secret)
+
+    def text(self) -> str:
+        return self.secret
+
+    def __call__(self) -> dict[str, object]:
+        return _token_for(self.secret)
+
+    @classmethod
+    def for_class(cls) -> dict[str, object]:
+        return _token_for(cls.__name__)
+
+    @staticmethod
+    def static() -> dict[str, object]:
+        return _token_for("static")
+
+
+def _closure(secret: str) -> Callable[[], dict[str, object]]:
+    def fetch() -> dict[str, object]:
+        return _token_for(secret)
+
+    return fetch
+
+
+def _wrapped(fn: Callable[[], dict[str, object]]) -> Callable[[], dict[str, object]]:
+    @functools.wraps(fn)
+    def wrapper() -> dict[str, object]:
+        return fn()
+
+    return wrapper
+
+
+SECRET_BOUND = f"tenant-{MARK}-bound"
+
+
+def refused(id: str, build: Callable[[], object], kind: str) -> None:
+    case(CI, id, build, ft.ConfigurationError, message=f"is {kind}", secrets=(SECRET_BOUND,))
+
+
+def accepted(id: str, build: Callable[[], object]) -> None:
+    case(CI, id, build, value={"unidentified": None}, secrets=(SECRET_BOUND,))
+
+
+refused("bound-method", lambda: _Tenant(SECRET_BOUND).token, "a bound method")
+refused("async-bound-method", lambda: _Tenant(SECRET_BOUND).atoken, "a bound method")
+refused("classmethod", lambda: _Tenant.for_class, "a bound method")
+refused("partial", lambda: functools.partial(_token_for, SECRET_BOUND), "a functools.partial")
+refused(
+    "partial-of-partial",
+    lambda: functools.partial(functools.partial(_token_for), SECRET_BOUND),
+    "a functools.partial",
+)
+refused("closure", lambda: _closure(SECRET_BOUND), "a closure")
+refused("wraps-decorated", lambda: _wrapped(_module_token), "a closure")
+refused("lambda", lambda: lambda: _token_for(SECRET_BOUND), "a lambda")
+refused("callable-object", lambda: _Tenant(SECRET_BOUND), "a callable object")
+refused("builtin", lambda: dict, "a callable object")
+refused(
+    "assertion-bound-method",
+    lambda: ft.JWTBearerGrant(URL, _Tenant(SECRET_BOUND).text),
+    "a bound method",
+)
+refused(
+    "subject-token-partial",
+    lambda: ft.TokenExchange(URL, functools.partial(str, SECRET_BOUND), "access_token"),
+    "a functools.partial",
+)
+refused(
+    "actor-token-lambda",
+    lambda: ft.TokenExchange(
+        URL, "subject", "access_token", actor_token=lambda: SECRET_BOUND, actor_token_type="jwt"
+    ),
+    "a lambda",
+)
+accepted("module-function", lambda: _module_token)
+accepted("async-module-function", lambda: _module_token_async)
+accepted("staticmethod", lambda: _Tenant.static)
+accepted("module-assertion", lambda: ft.JWTBearerGrant(URL, _module_assertion))
+accepted("string-subject-token", lambda: ft.TokenExchange(URL, "subject", "access_token"))
+accepted(
+    "bound-method-with-key",
+    lambda: ft.FunctionSource(_Tenant(SECRET_BOUND).token, key="tenant:one"),
+)
+accepted(
+    "subject-partial-with-key",
+    lambda: ft.TokenExchange(
+        URL, functools.partial(str, SECRET_BOUND), "access_token", key="obo:one"
+    ),
+)
+# -- end: callable identities -----------------------------------------------------------------

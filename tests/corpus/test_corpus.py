@@ -239,6 +239,22 @@ def test_discovery_case(case: Case, clean_server: AuthorizationServer) -> None:
         assert outcome.lifetime is not None and outcome.lifetime > 0
 
 
+# -- callable_identity: the store-key check at TokenManager construction -----------------------
+
+
+@ids("callable_identity")
+def test_callable_identity_case(case: Case) -> None:
+    def construct() -> Any:
+        with ft.TokenManager(case.input(), store=ft.MemoryStore()) as tokens:
+            return tokens.source
+
+    result = check(case, construct)
+    for name, expected in case.value.items():
+        assert getattr(result, name) == expected, name
+    if case.raises is not None:
+        assert "key=" in str(result)
+
+
 # -- retry_after ---------------------------------------------------------------------------------
 
 

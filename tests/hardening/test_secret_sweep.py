@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import os
@@ -383,6 +384,26 @@ def run_every_path(
     )
     with manager(exchange) as tokens:
         sweep.touch("token", tokens.get())
+
+    sweep.path("ConfigurationError (callable identities that need key=, then key=)")
+    bound_subject = functools.partial(str, subject)  # the subject token, bound into a partial
+    subject_fn: Callable[[], str] = bound_subject
+    needs_key: list[ft.TokenSource] = [
+        ft.TokenExchange(server.token_url, subject_fn, "access_token", "sweep-basic", basic_secret),
+        ft.FunctionSource(lambda: {"access_token": subject, "expires_in": 60}),
+    ]
+    for source in needs_key:
+        sweep.touch("source", source)
+        sweep.expect(
+            "ConfigurationError",
+            ft.ConfigurationError,
+            functools.partial(ft.TokenManager, source, store=ft.MemoryStore()),
+        )
+    keyed_exchange = ft.TokenExchange(
+        server.token_url, subject_fn, "access_token", "sweep-basic", basic_secret, key="obo:sweep"
+    )
+    with manager(keyed_exchange, store=ft.MemoryStore()) as tokens:
+        sweep.touch("token", tokens.get(), keyed_exchange)
 
     sweep.path("function source")
     function_token = distinctive("fn-token")

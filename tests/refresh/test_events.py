@@ -106,7 +106,7 @@ class DownStore:
 def test_store_unavailable_reaches_on_event_and_the_token_is_fetched_locally(
     source: FlakySource, events: list[ft.Event], make_manager: Callable[..., ft.TokenManager]
 ) -> None:
-    tokens = make_manager(source, store=DownStore())
+    tokens = make_manager(ft.FunctionSource(source, key="flaky"), store=DownStore())
     assert tokens.get().access_token == "token-1"
     assert kinds(events) == ["store_unavailable", "fetched"]
 
