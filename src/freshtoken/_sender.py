@@ -46,7 +46,7 @@ _SSL_CONTEXT: ssl.SSLContext | None = None
 _ALL_CLIENTS: weakref.WeakSet[OwnClients] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in a child (test_http_edges)
     """Forget, in a forked child, every client and lock inherited from the parent.
 
     A kept-alive connection inherited through fork is one TCP socket shared by two processes:
@@ -61,7 +61,8 @@ def _after_fork_in_child() -> None:
         clients._forget()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _ssl_context() -> ssl.SSLContext:

@@ -218,6 +218,11 @@ def test_a_dripping_endpoint_cannot_hold_aget_past_max_wait(server: Authorizatio
     assert run(main) < MAX_WAIT + SLACK
 
 
+def test_a_negative_drip_is_refused() -> None:
+    with pytest.raises(ValueError, match="drip"):
+        Fault(drip=-1)
+
+
 def test_a_gentle_drip_within_max_wait_still_gets_its_token(server: AuthorizationServer) -> None:
     client = server.add_client()
     server.inject(drip=0.001)
