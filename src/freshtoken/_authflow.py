@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import ipaddress
 import logging
 import re
 import threading
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
+from ._http import is_loopback
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ __all__ = [
     "Send",
     "authorize",
     "fast_path",
+    "is_loopback",
     "logger",
     "needs_recovery",
     "parse_challenges",
@@ -144,16 +145,6 @@ def format_origin(origin: Origin) -> str:
     scheme, host, port = origin
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` (and ``*.localhost``, RFC 6761), 127.0.0.0/8 and ``::1``."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class OriginScope:

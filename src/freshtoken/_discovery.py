@@ -15,13 +15,12 @@ retryable, the manager gives later callers the same error for ``policy.error_coo
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Callable, Generator
 from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigurationError, TokenResponseError
-from ._http import HttpRequest, Reply, Step, safe_url
+from ._http import HttpRequest, Reply, Step, is_loopback, safe_url
 from ._policy import RefreshPolicy
 from ._response import is_json, read_json
 from ._retry import exchange
@@ -36,16 +35,6 @@ def clear_cache() -> None:
     """Forget every discovered token endpoint (tests; a server that moved its endpoint)."""
     with _CACHE_LOCK:
         _CACHE.clear()
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, 127.0.0.0/8 or ``::1``: traffic that never leaves the machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_url(url: object, what: str, *, allow_insecure_http: bool) -> str:

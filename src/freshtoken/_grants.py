@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import ClassVar, TypedDict, Unpack
@@ -150,13 +151,36 @@ def _strings(value: object, name: str) -> tuple[str, ...]:
     return tuple(str(item) for item in items)
 
 
+#: RFC 3986 §3.1: ``scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )``.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def _resource_problem(resource: str) -> str | None:
+    """Why ``resource`` is not an absolute URI (RFC 3986 §4.3), or ``None`` when it is.
+
+    RFC 8707 §2 asks for an absolute URI: a scheme and no fragment. A URN
+    (``urn:example:api``) is one; a network location is not required."""
+    scheme, colon, rest = resource.partition(":")
+    if not colon or not _SCHEME.fullmatch(scheme):
+        return "is a relative reference: it needs a scheme such as https: or urn:"
+    if not rest:
+        return "has a scheme but nothing after it"
+    if "#" in rest:
+        return "has a fragment (#...), which RFC 8707 §2 forbids"
+    if any(ch.isspace() or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in resource):
+        return "contains whitespace or a control character"
+    return None
+
+
 def _resources(value: object) -> tuple[str, ...]:
     resources = _strings(value, "resource")
-    for resource in resources:
-        parts = urlsplit(resource)
-        if not parts.scheme or not parts.netloc or parts.fragment:
+    for index, resource in enumerate(resources):
+        problem = _resource_problem(resource)
+        if problem is not None:
+            where = "resource" if len(resources) == 1 else f"resource[{index}]"
             raise ConfigurationError(
-                "resource must be an absolute URI without a fragment (RFC 8707 §2)"
+                f"{where} {problem}; it must be an absolute URI without a fragment "
+                "(RFC 8707 §2, RFC 3986 §4.3)"
             )
     return resources
 

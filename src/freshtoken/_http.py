@@ -8,6 +8,7 @@ lets the flows be tested by feeding them responses by hand.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,8 +22,24 @@ __all__ = [
     "Sleep",
     "Step",
     "TransportFailure",
+    "is_loopback",
     "safe_url",
 ]
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` and ``*.localhost`` (RFC 6761 §6.3), 127.0.0.0/8 and ``::1``: traffic that
+    never leaves the machine, so plain ``http://`` may carry a token there.
+
+    The one rule for both token URLs and the origins a token may be sent to: a host that may
+    receive tokens as an origin may also be asked for them, and the other way round."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def safe_url(url: str) -> str:

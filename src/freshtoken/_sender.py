@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import threading
 import time
@@ -41,6 +42,28 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _SSL_LOCK = threading.Lock()
 _SSL_CONTEXT: ssl.SSLContext | None = None
 
+#: Every live :class:`OwnClients`, so a forked child can drop what it inherited.
+_ALL_CLIENTS: weakref.WeakSet[OwnClients] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in a child (test_http_edges)
+    """Forget, in a forked child, every client and lock inherited from the parent.
+
+    A kept-alive connection inherited through fork is one TCP socket shared by two processes:
+    their token requests would interleave on it and each read the other's answer. A lock held by
+    a parent thread at fork time would never be released in the child. So the child starts
+    afresh; the inherited clients are abandoned, not closed (closing would shut the parent's
+    TLS session too).
+    """
+    global _SSL_LOCK  # noqa: PLW0603 - a process-wide lock, renewed for the new process
+    _SSL_LOCK = threading.Lock()
+    for clients in list(_ALL_CLIENTS):
+        clients._forget()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _ssl_context() -> ssl.SSLContext:
     """One verifying TLS context for all of freshtoken's own clients.
@@ -64,6 +87,11 @@ class OwnClients:
     """
 
     def __init__(self) -> None:
+        self._forget()
+        _ALL_CLIENTS.add(self)
+
+    def _forget(self) -> None:
+        """Start with no client and a fresh lock (at creation, and in a forked child)."""
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -190,52 +218,99 @@ def _log(request: HttpRequest, reply: Reply, started: float) -> None:
     )
 
 
+class _DeadlinePassed(Exception):
+    """The request's overall time (``HttpRequest.max_time``) ran out between two reads."""
+
+
+def _build(client: httpx.Client | httpx.AsyncClient, request: HttpRequest) -> httpx.Request:
+    """The httpx request carrying exactly the flow's headers and body.
+
+    Built directly rather than with ``client.build_request``, which would merge in the client's
+    default headers and cookies: a user's ``http=`` client lends its transport (proxies, TLS,
+    limits, timeouts), never its API credentials, to a token request.
+    """
+    timeout = _timeout(client.timeout, request)
+    return httpx.Request(
+        request.method,
+        request.url,
+        headers=dict(request.headers),
+        content=request.body,
+        extensions={"timeout": timeout.as_dict()},
+    )
+
+
+#: Passed as ``auth=`` so that a client's default auth never replaces the grant's own.
+_NO_AUTH = httpx.Auth()
+
+
+def _ends_at(request: HttpRequest) -> float | None:
+    """The monotonic time at which the whole request must be over, if it has a limit."""
+    return None if request.max_time is None else time.monotonic() + max(request.max_time, 0.0)
+
+
+def _check(ends_at: float | None) -> None:
+    if ends_at is not None and time.monotonic() >= ends_at:
+        raise _DeadlinePassed
+
+
 def send_sync(client: httpx.Client, request: HttpRequest) -> Reply:
-    """Send one request through ``client``: the response or the transport failure."""
+    """Send one request through ``client``: the response or the transport failure.
+
+    No phase may take longer than the time left, and the time left is checked after every
+    chunk, so a body dripped slowly is cut off once ``max_time`` has passed."""
     started = time.perf_counter()
+    ends_at = _ends_at(request)
     reply: Reply
     try:
-        with client.stream(
-            request.method,
-            request.url,
-            headers=dict(request.headers),
-            content=request.body,
-            timeout=_timeout(client.timeout, request),
-            follow_redirects=False,
-        ) as response:
+        response = client.send(
+            _build(client, request), stream=True, auth=_NO_AUTH, follow_redirects=False
+        )
+        try:
             collected = _CappedBody(response)
             if not collected.over:
                 for chunk in response.iter_bytes():
+                    _check(ends_at)
                     if not collected.feed(chunk):
                         break
             reply = collected.reply()
+        finally:
+            response.close()
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         reply = _failure(error)
+    except _DeadlinePassed:
+        reply = TransportFailure("timeout", "deadline")
     _log(request, reply, started)
     return reply
 
 
+async def _send_async(client: httpx.AsyncClient, request: HttpRequest) -> Reply:
+    response = await client.send(
+        _build(client, request), stream=True, auth=_NO_AUTH, follow_redirects=False
+    )
+    try:
+        collected = _CappedBody(response)
+        if not collected.over:
+            async for chunk in response.aiter_bytes():
+                if not collected.feed(chunk):
+                    break
+        return collected.reply()
+    finally:
+        await response.aclose()
+
+
 async def send_async(client: httpx.AsyncClient, request: HttpRequest) -> Reply:
-    """Like :func:`send_sync`, on the running event loop."""
+    """Like :func:`send_sync`, on the running event loop; here ``max_time`` bounds the whole
+    request (connect, send, every read) as one timeout."""
     started = time.perf_counter()
+    limit = None if request.max_time is None else max(request.max_time, 0.001)
     reply: Reply
     try:
-        async with client.stream(
-            request.method,
-            request.url,
-            headers=dict(request.headers),
-            content=request.body,
-            timeout=_timeout(client.timeout, request),
-            follow_redirects=False,
-        ) as response:
-            collected = _CappedBody(response)
-            if not collected.over:
-                async for chunk in response.aiter_bytes():
-                    if not collected.feed(chunk):
-                        break
-            reply = collected.reply()
+        async with asyncio.timeout(limit):
+            reply = await _send_async(client, request)
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         reply = _failure(error)
+    except TimeoutError:
+        reply = TransportFailure("timeout", "deadline")
     _log(request, reply, started)
     return reply
 

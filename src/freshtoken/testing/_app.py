@@ -160,7 +160,9 @@ class ServerCore:
             response = self._dispatch(endpoint, request, form, effect.clock_offset)
             if effect.content_type is not None:
                 response.set_header("Content-Type", effect.content_type)
-        return self._dated(response, effect.clock_offset)
+        response = self._dated(response, effect.clock_offset)
+        response.drip = effect.drip
+        return response
 
     def _count_token_request(self, request: Request) -> Form | None:
         try:

@@ -64,6 +64,9 @@ class Fault:
         ``"discovery"``, ``"revocation"``, ``"both"`` (token and resource), ``"all"``, or a list.
     ``latency``
         Seconds to wait before answering (real time, on the server's event loop).
+    ``drip``
+        Send the status line and headers at once, then the body one byte at a time, this many
+        seconds apart: a slow-but-steady endpoint that no per-read timeout ever cuts off.
     ``status``
         Answer with this status instead of processing the request (e.g. 503, 429). The body is a
         JSON error object unless ``body`` is given.
@@ -87,6 +90,7 @@ class Fault:
 
     target: TargetSpec = "token"
     latency: float = 0.0
+    drip: float = 0.0
     status: int | None = None
     retry_after: float | str | None = None
     retry_after_format: Literal["seconds", "http-date"] = "seconds"
@@ -100,6 +104,8 @@ class Fault:
         object.__setattr__(self, "target", _targets(self.target))
         if self.latency < 0:
             raise ValueError("latency must be >= 0")
+        if self.drip < 0:
+            raise ValueError("drip must be >= 0")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status {self.status} is not an HTTP status code")
         if self.retry_after_format not in ("seconds", "http-date"):
@@ -115,6 +121,7 @@ class Fault:
         return {
             "target": list(self.target),
             "latency": self.latency,
+            "drip": self.drip,
             "status": self.status,
             "retry_after": self.retry_after,
             "retry_after_format": self.retry_after_format,
@@ -148,6 +155,11 @@ class Fault:
     def slow(cls, seconds: float, *, target: TargetSpec = "token") -> Fault:
         """Answer normally, ``seconds`` late."""
         return cls(latency=seconds, target=target)
+
+    @classmethod
+    def dripping(cls, seconds: float, *, target: TargetSpec = "token") -> Fault:
+        """Answer normally, one byte every ``seconds``."""
+        return cls(drip=seconds, target=target)
 
     @classmethod
     def dropped(cls, *, target: TargetSpec = "token") -> Fault:
@@ -197,6 +209,7 @@ class Effect:
     """The combination of the faults that matched one request."""
 
     latency: float = 0.0
+    drip: float = 0.0
     clock_offset: float = 0.0
     response: Fault | None = None
     content_type: str | None = None
@@ -323,6 +336,7 @@ class FaultSchedule:
 
 def _combine(effect: Effect, fault: Fault) -> None:
     effect.latency += fault.latency
+    effect.drip = max(effect.drip, fault.drip)
     effect.clock_offset += fault.clock_offset
     if fault.replaces_response and effect.response is None:
         effect.response = fault

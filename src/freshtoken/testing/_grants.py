@@ -208,7 +208,7 @@ class TokenEndpoint:
         resources = [r for r in form.get("resource", []) if r]
         for resource in resources:
             parts = urlsplit(resource)
-            if not parts.scheme or not parts.netloc or parts.fragment:
+            if not parts.scheme or parts.fragment:  # RFC 8707 §2: URNs are absolute URIs
                 raise OAuthError(
                     "invalid_target", "resource must be an absolute URI without a fragment"
                 )

@@ -55,6 +55,7 @@ class Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    drip: float = 0.0  # seconds between the bytes sent (a dripping endpoint); 0: all at once
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every header called ``name`` by one with ``value``."""
@@ -99,6 +100,18 @@ def _serialize(response: Response, *, keep_alive: bool, method: str = "GET") -> 
         lines.append("Connection: close")
     head = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
     return head + body
+
+
+async def _write(writer: asyncio.StreamWriter, data: bytes, drip: float) -> None:
+    """Send ``data``: at once, or the head at once and then the body one byte every ``drip``
+    seconds (a slow-but-steady body, which no per-read timeout ever cuts off)."""
+    split = data.index(b"\r\n\r\n") + 4 if drip > 0 else len(data)
+    writer.write(data[:split])
+    await writer.drain()
+    for index in range(split, len(data)):
+        await asyncio.sleep(drip)
+        writer.write(data[index : index + 1])
+        await writer.drain()
 
 
 def _parse_head(head: bytes) -> Request:
@@ -303,7 +316,10 @@ class HttpServer:
             if response is None:  # the handler asked us to drop the connection
                 return
             keep_alive = _wants_keep_alive(request)
-            writer.write(_serialize(response, keep_alive=keep_alive, method=request.method))
-            await writer.drain()
+            await _write(
+                writer,
+                _serialize(response, keep_alive=keep_alive, method=request.method),
+                response.drip,
+            )
             if not keep_alive:
                 return

@@ -344,6 +344,7 @@ class AuthorizationServer:
         duration: float | None = None,
         target: TargetSpec = "token",
         latency: float = 0.0,
+        drip: float = 0.0,
         status: int | None = None,
         retry_after: float | str | None = None,
         retry_after_format: Literal["seconds", "http-date"] = "seconds",
@@ -364,6 +365,7 @@ class AuthorizationServer:
             fault = Fault(
                 target=target,
                 latency=latency,
+                drip=drip,
                 status=status,
                 retry_after=retry_after,
                 retry_after_format=retry_after_format,
