@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 import freshtoken as ft
 from freshtoken._clock import FakeClock
 from freshtoken._store import StoreBackend
+from freshtoken.testing import AuthorizationServer
 
 
 class MintingSource:
@@ -93,3 +96,17 @@ def stored_token(backend: StoreBackend, key: str) -> ft.Token | None:
     """The token stored under ``key``, or ``None``."""
     record = backend.load(key)
     return None if record is None else record.token
+
+
+def first_refresh_token(server: AuthorizationServer) -> str:
+    """A refresh token of the server's client, obtained outside any manager (the first of a
+    rotating family that the hosts of a scenario are all configured with)."""
+    client = server.client
+    reply = httpx.post(
+        server.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=(client.client_id, str(client.client_secret)),
+        timeout=10,
+    )
+    refresh_token: str = reply.json()["refresh_token"]
+    return refresh_token

@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from cryptography.fernet import Fernet
-from tests.stores.stores_helpers import put
+from tests.stores.stores_helpers import first_refresh_token, put
 
 import freshtoken as ft
 from freshtoken._shared import record_ttl
@@ -33,18 +32,6 @@ def rotating_server() -> Iterator[AuthorizationServer]:
     with AuthorizationServer(token_lifetime=LIFETIME) as server:
         server.add_client(refresh_tokens=True)
         yield server
-
-
-def first_refresh_token(server: AuthorizationServer) -> str:
-    client = server.client
-    reply = httpx.post(
-        server.token_url,
-        data={"grant_type": "client_credentials"},
-        auth=(client.client_id, str(client.client_secret)),
-        timeout=10,
-    )
-    refresh_token: str = reply.json()["refresh_token"]
-    return refresh_token
 
 
 def host(server: AuthorizationServer, refresh_token: str, store: ft.Store) -> ft.TokenManager:

@@ -16,10 +16,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
-from tests.stores.stores_helpers import stored_token
+from tests.stores.stores_helpers import first_refresh_token, stored_token
 from tests.stores.stores_redis import RedisServer
 
 import freshtoken as ft
@@ -37,18 +36,6 @@ def server() -> Iterator[AuthorizationServer]:
     with AuthorizationServer(token_lifetime=4.0) as server:
         server.add_client(refresh_tokens=True)
         yield server
-
-
-def first_refresh_token(server: AuthorizationServer) -> str:
-    client = server.client
-    reply = httpx.post(
-        server.token_url,
-        data={"grant_type": "client_credentials"},
-        auth=(client.client_id, str(client.client_secret)),
-        timeout=10,
-    )
-    refresh_token: str = reply.json()["refresh_token"]
-    return refresh_token
 
 
 def grant(server: AuthorizationServer, refresh_token: str) -> ft.RefreshTokenGrant:
