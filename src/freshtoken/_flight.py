@@ -5,6 +5,11 @@ error, or nothing at all (the owner was cancelled: waiters then ask the lifecycl
 them takes the fetch over). Thread waiters block on a :class:`threading.Event`; task waiters await
 a future on their own loop, resolved through ``call_soon_threadsafe``, so a fetch led by a thread
 wakes tasks on three loops, and a fetch led by a task wakes threads.
+
+A flight also knows who runs its fetch (a thread or an event loop), so that a waiter can tell a
+fetch that is merely slow from one whose owner is gone (its loop closed with the task still
+pending, its thread dead) and would otherwise be waited for forever. Waits are bounded slices:
+the caller decides, between slices, whether to keep waiting, take the fetch over or give up.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 
 from ._token import Token
 
-__all__ = ["ABANDONED", "Flight", "clone_error"]
+__all__ = ["ABANDONED", "PENDING", "Flight", "clone_error"]
 
 
 class _Abandoned:
@@ -27,6 +32,16 @@ class _Abandoned:
 
 
 ABANDONED = _Abandoned()
+
+
+class _Pending:
+    """The wait slice ran out before the outcome was published; the flight goes on."""
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = _Pending()
 
 Outcome = Token | BaseException | _Abandoned
 
@@ -50,17 +65,51 @@ def clone_error(error: BaseException) -> BaseException:
 class Flight:
     """The shared outcome of one fetch."""
 
-    __slots__ = ("_done", "_lock", "_outcome", "_waiters")
+    __slots__ = ("_done", "_lock", "_outcome", "_owner_loop", "_owner_thread", "_waiters")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._outcome: Outcome | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._owner_loop: asyncio.AbstractEventLoop | None = None
+        self._owner_thread: threading.Thread | None = None
 
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    def run_by_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Record that a task on ``loop`` runs the fetch (it lands only while the loop runs)."""
+        self._owner_loop = loop
+        self._owner_thread = None
+
+    def run_by_thread(self, thread: threading.Thread) -> None:
+        """Record that ``thread`` runs the fetch (it lands only while the thread lives)."""
+        self._owner_thread = thread
+        self._owner_loop = None
+
+    def owner_gone(self) -> bool:
+        """True when the fetch can never land: its loop is closed or its thread has ended.
+
+        A flight whose owner is not recorded yet (a refresh thread being launched) counts as
+        alive; a failed launch resolves the flight itself.
+        """
+        if self._done.is_set():
+            return False
+        loop, thread = self._owner_loop, self._owner_thread
+        if loop is not None:
+            return loop.is_closed()
+        return thread is not None and not thread.is_alive()
+
+    def run_by_running_loop_of_this_thread(self) -> bool:
+        """True when the fetch's task belongs to the loop running in the calling thread.
+
+        Blocking this thread until the flight lands would then stop the very loop that has to
+        land it.
+        """
+        loop = self._owner_loop
+        return loop is not None and asyncio._get_running_loop() is loop
 
     def resolve(self, outcome: Outcome) -> None:
         """Publish the outcome and wake every waiter (a second call changes nothing)."""
@@ -75,21 +124,33 @@ class Flight:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_wake, future)
 
-    def wait(self) -> Outcome:
-        """Block the calling thread until the outcome is published."""
-        self._done.wait()
+    def wait(self, timeout: float) -> Outcome | _Pending:
+        """Block the calling thread until the outcome is published, or ``timeout`` seconds."""
+        if not self._done.wait(timeout):
+            return PENDING
         return self._result()
 
-    async def wait_async(self) -> Outcome:
-        """Wait on the running loop until the outcome is published."""
+    async def wait_async(self, timeout: float) -> Outcome | _Pending:
+        """Wait on the running loop until the outcome is published, or ``timeout`` seconds.
+
+        Cancelling the waiting task stops only this wait, never the fetch: the waiter's own
+        future is dropped and the flight goes on for the others.
+        """
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._outcome is None:
-                future: asyncio.Future[None] = loop.create_future()
-                self._waiters.append((loop, future))
-            else:
+            if self._outcome is not None:
                 return self._result()
-        await future
+            future: asyncio.Future[None] = loop.create_future()
+            waiter = (loop, future)
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait((future,), timeout=timeout)
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        if not self._done.is_set():
+            return PENDING
         return self._result()
 
     def _result(self) -> Outcome:

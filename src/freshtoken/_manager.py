@@ -10,6 +10,11 @@ flows) serves both ``get()`` and ``aget()``: it yields the I/O steps it needs ("
 carry them out, each in its own way. So the rules are written once.
 
 The fast path — a fresh token cached — reads one attribute and the monotonic clock, with no lock.
+
+Nothing waits without a bound: waiters wait in short slices, and between slices the flow decides
+whether to go on waiting, take over a fetch whose owner is gone, or give up after ``max_wait``.
+An aget() never runs the token request in the caller's task: the manager owns the task, so a
+cancelled caller stops only its own wait and the request, once sent, always lands.
 """
 
 from __future__ import annotations
@@ -26,9 +31,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import ConfigurationError, FreshTokenError, TokenRequestError
+from ._errors import (
+    ConfigurationError,
+    FreshTokenError,
+    TokenEndpointUnavailable,
+    TokenRequestError,
+)
 from ._events import Event, EventKind, EventSink, describe_error, log_event, logger
-from ._flight import ABANDONED, Flight, Outcome, clone_error
+from ._flight import ABANDONED, PENDING, Flight, Outcome, clone_error
 from ._launch import launch
 from ._lifecycle import Action, Lifecycle
 from ._policy import RefreshPolicy
@@ -61,7 +71,10 @@ class _Step(enum.Enum):
 
 
 _StepRequest = tuple[_Step, Flight, FetchContext | None]
-_Flow = Generator[_StepRequest, Outcome | None, Token]
+_Flow = Generator[_StepRequest, object, Token]
+
+# Real seconds one wait slice lasts: how soon a waiter notices max_wait or an owner that is gone.
+_WAIT_SLICE = 0.05
 
 
 class TokenManager:
@@ -279,6 +292,8 @@ class TokenManager:
             with self._lock:
                 if self._closed:
                     raise ConfigurationError("this TokenManager is closed")
+                if self._flight is not None:
+                    self._take_over_if_orphaned(self._flight)
                 now = self._monotonic()
                 decision = self._life.next_action(now)
                 action = decision.action
@@ -294,15 +309,47 @@ class TokenManager:
             if action is Action.USE_AND_REFRESH:
                 yield (_Step.SPAWN, flight, ctx)
                 return cast(Token, decision.token)
+            give_up_at = now + self._policy.max_wait
             if action is Action.FETCH:
                 outcome = yield (_Step.RUN, flight, ctx)
             else:
                 outcome = yield (_Step.WAIT, flight, None)
+            while outcome is PENDING:
+                outcome = yield from self._keep_waiting(flight, give_up_at)
             if outcome is ABANDONED:
                 continue
             if isinstance(outcome, BaseException):
                 raise outcome
             return cast(Token, outcome)
+
+    def _keep_waiting(
+        self, flight: Flight, give_up_at: float
+    ) -> Generator[_StepRequest, object, object]:
+        """One more wait slice, unless the fetch's owner is gone or ``max_wait`` has run out.
+
+        An orphaned fetch (its loop closed, its thread dead) is abandoned so that this caller
+        takes it over; past ``give_up_at`` this caller gives up, while the fetch goes on for the
+        others. A flight that has landed meanwhile is never given up on.
+        """
+        with self._lock:
+            if self._take_over_if_orphaned(flight):
+                return ABANDONED
+        if self._monotonic() >= give_up_at and not flight.done:
+            raise TokenEndpointUnavailable(
+                f"no token within max_wait ({self._policy.max_wait:g} s): the token request"
+                " in flight has not answered yet",
+                retry_after=self._policy.max_wait,
+            )
+        return (yield (_Step.WAIT, flight, None))
+
+    def _take_over_if_orphaned(self, flight: Flight) -> bool:
+        """Abandon ``flight`` if it is the fetch in flight and its owner is gone (lock held)."""
+        if flight is not self._flight or not flight.owner_gone():
+            return False
+        self._life.fetch_abandoned()
+        flight.resolve(ABANDONED)
+        self._flight = None
+        return True
 
     def _context(self, deadline: float, request_deadline: float) -> FetchContext:
         return FetchContext(
@@ -323,7 +370,7 @@ class TokenManager:
 
     def _drive_sync(self, flow: _Flow) -> Token:
         self._loop = None
-        outcome: Outcome | None = None
+        outcome: object = None
         while True:
             try:
                 step, flight, ctx = flow.send(outcome)
@@ -332,7 +379,13 @@ class TokenManager:
             if step is _Step.RUN:
                 outcome = self._run_sync(flight, cast(FetchContext, ctx))
             elif step is _Step.WAIT:
-                outcome = flight.wait()
+                if flight.run_by_running_loop_of_this_thread():
+                    flow.close()
+                    raise ConfigurationError(
+                        "get() was called on the thread of the event loop whose task is fetching"
+                        " the token; waiting would block that loop for good: use await aget()"
+                    )
+                outcome = flight.wait(_WAIT_SLICE)
             else:  # refresh off the caller's path; launch() does not wait for the thread to run
                 thread = threading.Thread(
                     target=self._run_sync,
@@ -344,6 +397,7 @@ class TokenManager:
                 outcome = None
 
     def _run_sync(self, flight: Flight, ctx: FetchContext) -> Outcome:
+        flight.run_by_thread(threading.current_thread())
         started = self._monotonic()
         try:
             if self._shared is not None:
@@ -361,23 +415,32 @@ class TokenManager:
 
     async def _drive_async(self, flow: _Flow) -> Token:
         self._loop = weakref.ref(asyncio.get_running_loop())
-        outcome: Outcome | None = None
+        outcome: object = None
         while True:
             try:
                 step, flight, ctx = flow.send(outcome)
             except StopIteration as stop:
                 return cast(Token, stop.value)
             if step is _Step.RUN:
-                outcome = await self._run_async(flight, cast(FetchContext, ctx))
+                self._start_task(flight, cast(FetchContext, ctx))
+                outcome = await flight.wait_async(_WAIT_SLICE)
             elif step is _Step.WAIT:
-                outcome = await flight.wait_async()
+                outcome = await flight.wait_async(_WAIT_SLICE)
             else:
-                task = asyncio.get_running_loop().create_task(
-                    self._run_async(flight, cast(FetchContext, ctx))
-                )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_task(flight, cast(FetchContext, ctx))
                 outcome = None
+
+    def _start_task(self, flight: Flight, ctx: FetchContext) -> None:
+        """Run the fetch in a task the manager owns, on the running loop.
+
+        The caller only waits for the flight, so cancelling the caller never cancels a request
+        already sent: its answer still lands in the cache and the store for the others.
+        """
+        loop = asyncio.get_running_loop()
+        flight.run_by_loop(loop)
+        task = loop.create_task(self._run_async(flight, ctx))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run_async(self, flight: Flight, ctx: FetchContext) -> Outcome:
         started = self._monotonic()
@@ -397,6 +460,8 @@ class TokenManager:
 
     def _succeeded(self, flight: Flight, token: Token, started: float) -> Outcome:
         with self._lock:
+            if self._closed:
+                return self._discard_after_close(flight)
             now = self._monotonic()
             previous = self._life.entry
             replaced_usable = previous is not None and previous.usable(started)
@@ -426,6 +491,16 @@ class TokenManager:
 
             SCHEDULER.schedule(self, entry.stale_at)
         return token
+
+    def _discard_after_close(self, flight: Flight) -> Outcome:
+        """A token that lands after close() is not cached, not served (close() is final)."""
+        self._life.fetch_abandoned()
+        error = ConfigurationError(
+            "this TokenManager was closed while its token request was in flight;"
+            " the token was discarded"
+        )
+        flight.resolve(error)
+        return error
 
     def _failed(self, flight: Flight, error: Exception, started: float) -> Outcome:
         if not isinstance(error, FreshTokenError):
@@ -488,9 +563,7 @@ class TokenManager:
     def _refresh_on_loop(self) -> None:
         started = self._refresh_step()
         if started is not None:
-            task = asyncio.get_running_loop().create_task(self._run_async(*started))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_task(*started)
 
     def _refresh_step(self) -> tuple[Flight, FetchContext] | None:
         """The fetch a background wake-up should run, or ``None`` (then maybe wake up later).
