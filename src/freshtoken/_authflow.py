@@ -30,13 +30,13 @@ import contextvars
 import functools
 import logging
 import re
-import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
+from ._forksafe import fork_safe_lock
 from ._http import is_loopback
 from ._token import Token
 
@@ -162,7 +162,7 @@ class OriginScope:
         self, origins: Iterable[str] | str | None = None, *, allow_insecure_http: bool = False
     ) -> None:
         self._allow_insecure_http = bool(allow_insecure_http)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._origins: frozenset[Origin] | None = None
         if origins is None:
             return

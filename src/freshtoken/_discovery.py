@@ -15,11 +15,11 @@ retryable, the manager gives later callers the same error for ``policy.error_coo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Generator
 from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigurationError, TokenResponseError
+from ._forksafe import fork_safe_lock
 from ._http import HttpRequest, Reply, Step, is_loopback, safe_url
 from ._policy import RefreshPolicy
 from ._response import is_json, read_json
@@ -28,7 +28,7 @@ from ._retry import exchange
 __all__ = ["check_url", "clear_cache", "discover", "discovery_urls", "is_loopback"]
 
 _CACHE: dict[str, str] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = fork_safe_lock()
 
 
 def clear_cache() -> None:

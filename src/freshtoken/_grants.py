@@ -22,7 +22,6 @@ import hashlib
 import json
 import random
 import re
-import threading
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import ClassVar, TypedDict, Unpack
 from urllib.parse import urlencode, urlsplit
@@ -37,6 +36,7 @@ from ._errors import (
     TokenResponseError,
 )
 from ._events import Event, describe_error
+from ._forksafe import fork_safe_lock
 from ._http import HttpRequest, HttpResponse, Reply, Step, safe_url
 from ._response import describe_body, is_json, read_json, server_date
 from ._retry import DEFAULT_MAX_ATTEMPTS, exchange
@@ -301,7 +301,7 @@ class _HttpGrant:
         self._custom_key = check_key(key)
         self._clients = OwnClients()
         self._random = random.Random()
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     # -- identity --------------------------------------------------------------------------
 

@@ -451,8 +451,11 @@ class TokenManager:
                 token = await self._source.afetch(ctx)
         except Exception as error:
             return self._failed(flight, error, started)
-        except BaseException:
-            self._abandon(flight)
+        except BaseException as error:
+            if _stopped_from_outside():
+                self._abandon(flight)  # the next caller takes the fetch over
+            else:
+                self._interrupted(flight, error)
             raise
         return self._succeeded(flight, token, started)
 
@@ -539,6 +542,14 @@ class TokenManager:
         with self._lock:
             self._life.fetch_abandoned()
         flight.resolve(ABANDONED)
+
+    def _interrupted(self, flight: Flight, error: BaseException) -> None:
+        """The source itself raised ``CancelledError``, ``KeyboardInterrupt`` or the like inside
+        the manager's task: the callers get it, as they would had they run the fetch themselves,
+        rather than taking the fetch over again and again."""
+        with self._lock:
+            self._life.fetch_abandoned()
+        flight.resolve(error)
 
     # -- background refresh (called by the scheduler thread) ------------------------------------
 
@@ -627,6 +638,16 @@ class TokenManager:
         self._flight = None
         self._tasks = set()
         self._loop = None
+
+
+def _stopped_from_outside() -> bool:
+    """Whether the running fetch task ends because it was cancelled (``aclose()``, the loop
+    shutting down) or destroyed with its closed loop, rather than by its source's own doing."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: the coroutine is being closed with its loop gone
+        return True
+    return task is None or task.cancelling() > 0
 
 
 def _reset_managers_after_fork() -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import secrets
-import threading
 import time
 
+from ._forksafe import fork_safe_lock
 from ._shared import DEFAULT_LEASE_TIME, LeaseFetcher, StoreHealth, check_lease_time
 from ._store import InlineBackend, Record
 from ._token import Token
@@ -27,7 +27,7 @@ class _MemoryBackend:
     __slots__ = ("_leases", "_lock", "_records")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._records: dict[str, tuple[Token, int, float]] = {}  # token, generation, expires (mono)
         self._leases: dict[str, tuple[str, float]] = {}  # owner, expires (monotonic)
 

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import httpx
 
+from ._forksafe import fork_safe_lock
 from ._http import HttpRequest, HttpResponse, Reply, Sleep, Step, TransportFailure, safe_url
 from ._token import MAX_RESPONSE_BYTES
 
@@ -39,7 +40,7 @@ logger = logging.getLogger("freshtoken.http")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-_SSL_LOCK = threading.Lock()
+_SSL_LOCK = fork_safe_lock()
 _SSL_CONTEXT: ssl.SSLContext | None = None
 
 #: Every live :class:`OwnClients`, so a forked child can drop what it inherited.
@@ -55,8 +56,6 @@ def _after_fork_in_child() -> None:  # pragma: no cover - runs in a child (test_
     afresh; the inherited clients are abandoned, not closed (closing would shut the parent's
     TLS session too).
     """
-    global _SSL_LOCK  # noqa: PLW0603 - a process-wide lock, renewed for the new process
-    _SSL_LOCK = threading.Lock()
     for clients in list(_ALL_CLIENTS):
         clients._forget()
 

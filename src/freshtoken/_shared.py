@@ -43,6 +43,7 @@ from typing import Any
 from ._clock import Clock
 from ._errors import ConfigurationError, TokenEndpointUnavailable
 from ._events import Event, logger
+from ._forksafe import fork_safe_lock
 from ._policy import RefreshPolicy
 from ._source import FetchContext, FunctionSource, TokenSource
 from ._store import (
@@ -213,7 +214,7 @@ class StoreHealth:
     def __init__(self, *, initial: float = 1.0, maximum: float = 30.0) -> None:
         self.initial = initial
         self.maximum = maximum
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._failures = 0
         self._retry_at = float("-inf")
 

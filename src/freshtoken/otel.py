@@ -32,7 +32,6 @@ This is the only freshtoken module that imports OpenTelemetry.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 
 try:
@@ -45,6 +44,7 @@ except ImportError as error:  # pragma: no branch - which branch runs depends on
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import Event
+from ._forksafe import fork_safe_lock
 
 __all__ = ["OTelMetrics"]
 
@@ -70,7 +70,7 @@ class OTelMetrics:
 
             meter = otel_metrics.get_meter("freshtoken", __version__)
         self._clock = clock if clock is not None else SYSTEM_CLOCK
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         # key -> (remaining seconds, monotonic time the event was recorded)
         self._remaining: dict[str, tuple[float, float]] = {}
         self._fetches = meter.create_counter(

@@ -77,3 +77,60 @@ def test_child_keeps_a_fresh_token_without_fetching(
     tokens = make_manager(source)
     token = tokens.get()
     assert fork_and_wait(lambda: tokens.get() == token and source.calls == 1) == 0
+
+
+def held_by_another_thread(lock: threading.Lock) -> Callable[[], None]:
+    """Hold ``lock`` in a parent thread (as if inside a guarded section at fork time); the
+    returned function lets it go."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert taken.wait(10)
+
+    def let_go() -> None:
+        release.set()
+        thread.join(10)
+
+    return let_go
+
+
+def test_a_child_can_use_every_object_whose_lock_a_parent_thread_held_at_fork() -> None:
+    """Grants, stores, store health, origin sets and the discovery cache all lock briefly; a
+    child forked inside such a moment would block for good on its first use of the object."""
+    from freshtoken import _discovery, _sender
+    from freshtoken._authflow import OriginScope
+
+    grant = ft.RefreshTokenGrant("https://idp.example/token", "refresh-1", "client", "secret")
+    store = ft.MemoryStore()
+    origins = OriginScope(["https://api.example"])
+    locks = [
+        grant._lock,
+        store._backend._lock,
+        store._health._lock,
+        origins._lock,
+        _discovery._CACHE_LOCK,
+        _sender._SSL_LOCK,
+    ]
+    releases = [held_by_another_thread(lock) for lock in locks]
+
+    def child() -> bool:
+        # Every lock is free in the child, so each object works (a held one would block here,
+        # and the bounded wait in fork_and_wait turns the hang into a failure).
+        for lock in locks:
+            if not lock.acquire(timeout=5):
+                return False
+            lock.release()
+        return store._backend.load("k") is None
+
+    try:
+        assert fork_and_wait(child) == 0
+    finally:
+        for release in releases:
+            release()
+    grant.close()

@@ -125,11 +125,17 @@ def test_a_cancelled_caller_keeps_the_rotated_refresh_token(server: Authorizatio
     reused, revoked = server.refresh_tokens_reused, server.families_revoked
     grant = ft.RefreshTokenGrant(server.token_url, first, client.client_id, client.client_secret)
     tokens = ft.TokenManager(grant)
+    issued = server.counters.tokens_issued
     server.inject(latency=0.5, times=1)
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(tokens.aget(), 0.2)
+        # The server rotates the refresh token although the caller gave up on the request.
+        for _ in range(int(BOUND / 0.01)):
+            if server.counters.tokens_issued > issued:
+                break
+            await asyncio.sleep(0.01)  # polling a condition, bounded: no timing is asserted
         landed = await asyncio.wait_for(tokens.aget(), BOUND)
         assert tokens.invalidate(landed)
         await asyncio.wait_for(tokens.aget(), BOUND)
@@ -331,3 +337,23 @@ def test_a_cancelled_async_waiter_leaves_no_trace_on_the_flight() -> None:
         return await flight.wait_async(BOUND)
 
     assert asyncio.run(main()) is ABANDONED
+
+
+def test_a_source_that_raises_cancelled_error_itself_fails_its_caller_once() -> None:
+    """Raised by the source, not by cancelling the manager's task: the caller gets it (as if it
+    had run the fetch itself) instead of taking the fetch over again and again."""
+    calls = 0
+
+    async def cancelling_source() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        raise asyncio.CancelledError
+
+    tokens = ft.TokenManager(cancelling_source)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(tokens.aget(), BOUND)
+
+    asyncio.run(main())
+    assert calls == 1
