@@ -62,6 +62,7 @@ __all__ = [
     "Phase",
     "StoreHealth",
     "check_lease_time",
+    "spends_shared_refresh_token",
     "superseded",
     "decide",
     "hard_deadline",
@@ -318,6 +319,13 @@ class _Run:
     fetch_ctx: FetchContext | None = None
 
 
+def spends_shared_refresh_token(current: Token | None, unsaved: Token | None) -> bool:
+    """Whether refreshing from ``current`` without the store's lease would send a refresh token
+    other processes may hold too: any refresh token but the one this fetcher obtained and never
+    saved (``unsaved``), which is its alone. A token without a refresh token spends nothing."""
+    return current is not None and current.refresh_token is not None and current is not unsaved
+
+
 def superseded(generation: int, unsaved_after: int | None) -> bool:
     """Whether a stored record of ``generation`` is older than a token this fetcher obtained but
     could not save, obtained when the newest generation it had seen was ``unsaved_after``
@@ -392,10 +400,24 @@ class LeaseFetcher:
         return token
 
     def _local(self, ctx: FetchContext) -> FetchContext:
-        """``ctx`` for a fetch without the store: from the newest token this fetcher holds."""
-        if self._unsaved is None:
-            return ctx
-        return dataclasses.replace(ctx, current=self._unsaved)
+        """``ctx`` for a fetch without the store: from the newest token this fetcher holds.
+
+        Without the store there is no lease, so nothing tells other processes that a refresh
+        token is being spent. A refresh token this fetcher obtained and could not save is its
+        own: no one else holds it. Any other (loaded from the store, or saved there) is held by
+        every process that shares the record, and sending it now could spend it twice, which
+        makes the server revoke the whole family. Callers then keep the token they have while it
+        lasts and wait for the store, as :func:`spends_shared_refresh_token` decides.
+        """
+        local = ctx if self._unsaved is None else dataclasses.replace(ctx, current=self._unsaved)
+        if spends_shared_refresh_token(local.current, self._unsaved):
+            raise TokenEndpointUnavailable(
+                "the token store is unavailable, and refreshing without it would send a refresh"
+                " token that other processes hold as well (a server with reuse detection would"
+                " revoke the whole family): waiting for the store",
+                retry_after=self._health.initial,
+            )
+        return local
 
     def _keep_unsaved(self, token: Token, after: int) -> Token:
         """Remember ``token`` as newer than every record up to generation ``after``: it is saved

@@ -139,6 +139,48 @@ def test_a_rotated_token_whose_save_failed_is_refreshed_from_never_the_older_sto
     assert_no_reuse(server)
 
 
+def test_hosts_whose_store_refuses_writes_never_spend_the_shared_refresh_token_alone(
+    server: AuthorizationServer, redis_server: RedisServer
+) -> None:
+    """Redis refuses every write (as while it fails over) to two hosts holding the same token.
+    Taking the lease is a write too, so neither host can coordinate: refreshing on its own would
+    send the refresh token the other host holds as well. Both keep serving their token while it
+    lasts and refresh through the store once it takes writes again: nothing is presented twice."""
+    setup = redis_server.client()
+    a_client, b_client = redis_server.client(), redis_server.client()
+    refresh_token = first_refresh_token(server)
+    a = ft.TokenManager(
+        grant(server, refresh_token),
+        store=RedisStore(a_client, lease_time=1.0),
+        policy=EAGER,
+    )
+    b = ft.TokenManager(
+        grant(server, refresh_token),
+        store=RedisStore(b_client, lease_time=1.0),
+        policy=EAGER,
+    )
+    try:
+        first = a.get()
+        assert b.get() == first  # B adopts A's token, refresh token included
+        setup.config_set("min-replicas-to-write", 1)  # every write now fails: NOREPLICAS
+        assert refresh(a).access_token == first.access_token  # still served, not refreshed
+        assert refresh(b).access_token == first.access_token
+        setup.config_set("min-replicas-to-write", 0)
+        health_retry = time.monotonic() + 1.2  # a failed store is left alone for 1 s
+        while time.monotonic() < health_retry:
+            time.sleep(0.05)
+        rotated = refresh(a)  # through the store: the lease, then RT1 -> RT2, saved
+        assert rotated.access_token != first.access_token
+        assert refresh(b).refresh_token == rotated.refresh_token or b.get() == rotated
+    finally:
+        setup.config_set("min-replicas-to-write", 0)
+        a.close()
+        b.close()
+        for client in (setup, a_client, b_client):
+            client.close()
+    assert_no_reuse(server)
+
+
 def test_two_hosts_whose_wall_clocks_differ_still_agree_on_the_newest_token(
     server: AuthorizationServer, tmp_path: Path
 ) -> None:
