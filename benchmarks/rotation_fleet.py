@@ -152,6 +152,9 @@ def worker(spec: WorkerSpec) -> None:
             outcome = type(error).__name__
         except httpx.HTTPError as error:
             outcome = type(error).__name__
+        record(outcome)
+
+    def record(outcome: str | None) -> None:
         with lock:
             counts.calls += 1
             if outcome is not None:
@@ -174,10 +177,7 @@ def worker(spec: WorkerSpec) -> None:
                 outcome = None
             except ft.FreshTokenError as error:
                 outcome = type(error).__name__
-            with lock:
-                counts.calls += 1
-                if outcome is not None:
-                    counts.fail(outcome)
+            record(outcome)
             await asyncio.sleep(0.05)
 
     async def tasks_main() -> None:

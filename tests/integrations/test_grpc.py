@@ -90,7 +90,7 @@ class GrpcResource:
         """When the client sent the call: its deadline is RPC_TIMEOUT after that. On a loaded
         machine a call can wait in the server's queue for a while; the client is answerable
         for the token being valid when it sent the call, not for the queue."""
-        remaining = context.time_remaining()
+        remaining: float | None = context.time_remaining()
         if remaining is None or remaining > RPC_TIMEOUT:
             return time.time()  # no deadline: the time the call is handled
         return time.time() - (RPC_TIMEOUT - remaining)
