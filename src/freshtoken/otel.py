@@ -43,8 +43,8 @@ except ImportError as error:  # pragma: no branch - which branch runs depends on
         "freshtoken.otel needs the OpenTelemetry API: pip install 'freshtoken[otel]'"
     ) from error
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._events import Event
+from ._core.events import Event
+from ._runtime.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["OTelMetrics"]
 
