@@ -162,7 +162,7 @@ def _caller(spec: Spec) -> tuple[Any, list[Any]]:
         closers.append(redis_client)
         store: Any = RedisStore(redis_client)
     else:
-        from freshtoken._filestore import FileStore
+        from freshtoken._stores.filestore import FileStore
 
         store = FileStore(os.path.join(spec.directory, "freshtoken"))
 

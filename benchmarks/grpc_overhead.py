@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import grpc
 
 import freshtoken as ft
-from freshtoken._grants import ClientCredentials
+from freshtoken._oauth.grants import ClientCredentials
 from freshtoken.grpc import _Plugin
 from freshtoken.testing import AuthorizationServer
 

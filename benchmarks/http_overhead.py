@@ -55,7 +55,7 @@ from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth2Session as OAuthlibSession
 
 import freshtoken as ft
-from freshtoken._grants import ClientCredentials
+from freshtoken._oauth.grants import ClientCredentials
 from freshtoken.aiohttp import token_middleware
 from freshtoken.httpx import TokenAuth as HttpxTokenAuth
 from freshtoken.requests import TokenAuth as RequestsTokenAuth

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import freshtoken as ft
-from freshtoken._scheduler import SCHEDULER
+from freshtoken._runtime.scheduler import SCHEDULER
 
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -61,7 +61,7 @@ def token_callable(lifetime: float) -> ft.FunctionSource:
 
 
 def memory_per_manager(count: int, background: bool) -> tuple[float, float, list[ft.TokenManager]]:
-    """(bytes per manager in total, bytes per manager allocated in _scheduler.py, managers)."""
+    """(bytes per manager in total, bytes per manager allocated by the scheduler, managers)."""
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
@@ -74,7 +74,9 @@ def memory_per_manager(count: int, background: bool) -> tuple[float, float, list
     stats = after.compare_to(before, "filename")
     total = sum(stat.size_diff for stat in stats)
     scheduler = sum(
-        stat.size_diff for stat in stats if stat.traceback[0].filename.endswith("_scheduler.py")
+        stat.size_diff
+        for stat in stats
+        if stat.traceback[0].filename.endswith(os.path.join("_runtime", "scheduler.py"))
     )
     return total / count, scheduler / count, managers
 

@@ -5,7 +5,7 @@
 The caller that finds a token stale starts the refresh in a thread of its own and goes on with
 the still-valid token. ``threading.Thread.start()`` returns only once the new thread has begun
 to run, and a new thread with work to do keeps the GIL for up to the interpreter's switch
-interval (5 ms by default) before the caller gets it back. freshtoken's ``_launch.launch()``
+interval (5 ms by default) before the caller gets it back. freshtoken's ``_runtime.launch.launch()``
 hands ``start()`` to a short-lived low-level thread instead. Each start here launches a thread
 that spins for ``--work-ms`` milliseconds (a refresh building and sending its request); the
 time the *caller* spends in the start call is reported (median and max), the two ways
@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from freshtoken._launch import launch, wait_for_launches
+from freshtoken._runtime.launch import launch, wait_for_launches
 
 
 def busy(seconds: float) -> None:

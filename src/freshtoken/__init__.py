@@ -12,10 +12,7 @@ never reach a log.
     def list_users(token: ft.Token, page: int) -> dict: ...
 """
 
-from ._client_auth import ClientSecretJWT, PrivateKeyJWT
-from ._clock import Clock, SystemClock
-from ._decorators import authenticated
-from ._errors import (
+from ._core.errors import (
     ConfigurationError,
     FreshTokenError,
     OAuthError,
@@ -24,21 +21,24 @@ from ._errors import (
     TokenResponseError,
     Unauthorized,
 )
-from ._events import Event, LoggingEvents
-from ._filestore import FileStore
-from ._grants import (
+from ._core.events import Event, LoggingEvents
+from ._core.policy import RefreshPolicy
+from ._core.token import Token
+from ._oauth.client_auth import ClientSecretJWT, PrivateKeyJWT
+from ._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
     PasswordGrant,
     RefreshTokenGrant,
     TokenExchange,
 )
-from ._manager import TokenManager
-from ._memorystore import MemoryStore
-from ._policy import RefreshPolicy
-from ._source import FetchContext, FunctionSource, TokenSource
-from ._store import SharedFetcher, Store
-from ._token import Token
+from ._runtime.clock import Clock, SystemClock
+from ._runtime.decorators import authenticated
+from ._runtime.manager import TokenManager
+from ._runtime.source import FetchContext, FunctionSource, TokenSource
+from ._stores.filestore import FileStore
+from ._stores.memorystore import MemoryStore
+from ._stores.store import SharedFetcher, Store
 
 __version__ = "0.1.0"
 

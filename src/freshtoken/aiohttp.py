@@ -9,7 +9,8 @@
         async with session.get("https://api.example.com/users") as response: ...
 
 Every request gets a fresh token; a 401 for it invalidates that token and replays the request once
-with a new one (when its body is in memory). The decisions live in :mod:`freshtoken._authflow`.
+with a new one (when its body is in memory). The decisions live in
+:mod:`freshtoken._http_auth.authflow`.
 
 Redirects: aiohttp runs the middleware for every redirect hop, and drops ``Authorization`` when a
 hop leaves the origin; the middleware decides again for each hop, so a hop to another origin
@@ -33,7 +34,8 @@ except ImportError as error:
         "freshtoken.aiohttp needs the aiohttp library (>= 3.12): pip install 'freshtoken[aiohttp]'"
     ) from error
 
-from ._authflow import (
+from ._core.token import Token
+from ._http_auth.authflow import (
     Authenticator,
     Flow,
     Outcome,
@@ -46,14 +48,13 @@ from ._authflow import (
     replayable,
     token_async,
 )
-from ._manager import TokenManager
-from ._token import Token
+from ._runtime.manager import TokenManager
 
 __all__ = ["TokenMiddleware", "token_middleware"]
 
 
 class _Outcome:
-    """What the flow asks about an aiohttp response (see ``_authflow.Outcome``)."""
+    """What the flow asks about an aiohttp response (see ``_http_auth.authflow.Outcome``)."""
 
     __slots__ = ("_request", "_response")
 

@@ -20,9 +20,9 @@ channel. grpcio runs the plugin on a thread of its own, so a fresh token costs o
 themselves, so that they know which token a refusal was for: on ``UNAUTHENTICATED`` they invalidate
 that token (compare-and-invalidate: a hundred refusals of one token cause one token request) and
 retry the unary call once with a new one. The decisions are those of the HTTP integrations
-(:func:`freshtoken._authflow.recover`); gRPC's ``UNAUTHENTICATED`` is HTTP's 401 (the gRPC status
-mapping of HTTP/2 responses says so). Use either the credentials or an interceptor on a channel,
-not both: both would send the header twice.
+(:func:`freshtoken._http_auth.authflow.recover`); gRPC's ``UNAUTHENTICATED`` is HTTP's 401 (the gRPC
+status mapping of HTTP/2 responses says so). Use either the credentials or an interceptor on a
+channel, not both: both would send the header twice.
 
 grpcio sends call credentials only over secure channels (TLS or ``local_channel_credentials``);
 the interceptors cannot see the channel, so put them on a secure channel too.
@@ -41,10 +41,10 @@ try:
 except ImportError as exc:  # pragma: no branch - which branch runs depends on the install
     raise ImportError("freshtoken.grpc needs grpcio: pip install 'freshtoken[grpc]'") from exc
 
-from ._authflow import Attempt, Flow, Send, present, recover, token_async, token_sync
-from ._errors import ConfigurationError
-from ._manager import TokenManager
-from ._token import Token
+from ._core.errors import ConfigurationError
+from ._core.token import Token
+from ._http_auth.authflow import Attempt, Flow, Send, present, recover, token_async, token_sync
+from ._runtime.manager import TokenManager
 
 __all__ = ["aio_interceptor", "call_credentials", "interceptor"]
 
@@ -114,7 +114,7 @@ def call_credentials(manager: TokenManager) -> grpc.CallCredentials:
 
 
 class _Refusal:
-    """What :func:`recover` asks about a refused call (see ``_authflow.Outcome``)."""
+    """What :func:`recover` asks about a refused call (see ``_http_auth.authflow.Outcome``)."""
 
     __slots__ = ("_sent", "status")
 

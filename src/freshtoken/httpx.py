@@ -9,10 +9,10 @@
         client.get("https://api.example.com/users")
 
 Every request gets a fresh token; a 401 for it invalidates that token and replays the request once
-with a new one (when its body is in memory). The decisions live in :mod:`freshtoken._authflow`;
-this module only drives them, overriding ``sync_auth_flow`` / ``async_auth_flow`` as httpx asks of
-auth classes that do I/O, so that ``Client`` obtains tokens with ``manager.get()`` and
-``AsyncClient`` with ``await manager.aget()``.
+with a new one (when its body is in memory). The decisions live in
+:mod:`freshtoken._http_auth.authflow`; this module only drives them, overriding ``sync_auth_flow`` /
+``async_auth_flow`` as httpx asks of auth classes that do I/O, so that ``Client`` obtains tokens
+with ``manager.get()`` and ``AsyncClient`` with ``await manager.aget()``.
 
 Redirects: httpx follows them inside one step of the auth flow and drops ``Authorization`` when a
 redirect leaves the origin (an http→https upgrade of the same host excepted); the flow never adds
@@ -25,7 +25,8 @@ from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
-from ._authflow import (
+from ._core.token import Token
+from ._http_auth.authflow import (
     NEED_TOKEN,
     Attempt,
     Authenticator,
@@ -42,7 +43,6 @@ from ._authflow import (
     token_async,
     token_sync,
 )
-from ._token import Token
 
 __all__ = ["TokenAuth"]
 
@@ -50,7 +50,7 @@ _Exchange = Generator["httpx.Request | _NeedToken", "httpx.Response | Token", No
 
 
 class _Outcome:
-    """What the flow asks about an httpx response (see ``_authflow.Outcome``)."""
+    """What the flow asks about an httpx response (see ``_http_auth.authflow.Outcome``)."""
 
     __slots__ = ("_request", "_response")
 

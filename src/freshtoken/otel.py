@@ -42,9 +42,10 @@ except ImportError as error:  # pragma: no branch - which branch runs depends on
         "freshtoken.otel needs the OpenTelemetry API: pip install 'freshtoken[otel]'"
     ) from error
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._events import Event
-from ._forksafe import fork_safe_lock
+from freshtoken._runtime.forksafe import fork_safe_lock
+
+from ._core.events import Event
+from ._runtime.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["OTelMetrics"]
 

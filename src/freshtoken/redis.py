@@ -46,11 +46,11 @@ except ImportError as missing:  # pragma: no cover - exercised only without redi
         "freshtoken.redis needs redis-py: pip install 'freshtoken[redis]'"
     ) from missing
 
-from ._codec import EncryptionKey, TokenCodec
-from ._errors import ConfigurationError
-from ._shared import DEFAULT_LEASE_TIME, LeaseFetcher, StoreHealth, check_lease_time
-from ._store import Record, StoreUnavailable, ThreadedBackend, UnreadableRecord
-from ._token import Token
+from ._core.errors import ConfigurationError
+from ._core.token import Token
+from ._stores.codec import EncryptionKey, TokenCodec
+from ._stores.shared import DEFAULT_LEASE_TIME, LeaseFetcher, StoreHealth, check_lease_time
+from ._stores.store import Record, StoreUnavailable, ThreadedBackend, UnreadableRecord
 
 __all__ = ["RedisStore"]
 

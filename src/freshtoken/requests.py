@@ -13,7 +13,7 @@ Every request gets a fresh token; a 401 for it invalidates that token and replay
 with a new one (when its body is in memory), through the same connection adapter, the way requests'
 own ``HTTPDigestAuth`` answers a challenge: from a response hook, reading and closing the first
 response and putting it in the replay's ``history``. The decisions live in
-:mod:`freshtoken._authflow`.
+:mod:`freshtoken._http_auth.authflow`.
 
 Redirects: requests applies the auth once per request, not per redirect hop, and its
 ``rebuild_auth`` strips ``Authorization`` when a redirect changes host, port or scheme (an
@@ -36,7 +36,8 @@ except ImportError as error:
         "freshtoken.requests needs the requests library: pip install 'freshtoken[requests]'"
     ) from error
 
-from ._authflow import (
+from ._core.token import Token
+from ._http_auth.authflow import (
     Attempt,
     Authenticator,
     Flow,
@@ -50,13 +51,12 @@ from ._authflow import (
     replayable,
     token_sync,
 )
-from ._token import Token
 
 __all__ = ["TokenAuth"]
 
 
 class _Outcome:
-    """What the flow asks about a requests response (see ``_authflow.Outcome``)."""
+    """What the flow asks about a requests response (see ``_http_auth.authflow.Outcome``)."""
 
     __slots__ = ("_response",)
 

@@ -11,7 +11,7 @@ import requests
 
 from freshtoken import RefreshPolicy
 from freshtoken._cli import main
-from freshtoken._demo import (
+from freshtoken._cli.demo import (
     DemoResult,
     Tally,
     expected_token_requests,
@@ -19,7 +19,7 @@ from freshtoken._demo import (
     percentile,
     render_summary,
 )
-from freshtoken._demo_seed import SeedAPI
+from freshtoken._cli.demo_seed import SeedAPI
 from freshtoken.testing import AuthorizationServer
 
 from .conftest import closed_port, run_cli
@@ -158,7 +158,7 @@ def test_the_summary_without_the_seed_and_a_passing_run() -> None:
 def test_progress_rewrites_one_line_on_a_terminal() -> None:
     import io
 
-    from freshtoken._demo import _progress
+    from freshtoken._cli.demo import _progress
 
     out = io.StringIO()
     _progress(out, True, 1.0, 4, "calls 10", final=False)

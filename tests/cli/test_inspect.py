@@ -12,7 +12,7 @@ import pytest
 
 from freshtoken import RefreshPolicy
 from freshtoken._cli import main
-from freshtoken._cli_inspect import Timing, describe_duration, timeline, timing_of
+from freshtoken._cli.inspect import Timing, describe_duration, timeline, timing_of
 from freshtoken.testing import AuthorizationServer
 
 from .conftest import closed_port, run_cli

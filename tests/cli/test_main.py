@@ -102,7 +102,7 @@ def test_a_foreign_error_exits_1_with_a_traceback(
 
 
 def test_repeated_flags_win_over_the_space_separated_variable() -> None:
-    from freshtoken._cli_common import split_list
+    from freshtoken._cli.common import split_list
 
     assert split_list(["a", "", "b"], "x y") == ["a", "b"]
     assert split_list(None, " x  y ") == ["x", "y"]

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from freshtoken._cli import build_parser, main
-from freshtoken._cli_serve import serve
+from freshtoken._cli.parser import build_parser, main
+from freshtoken._cli.serve import serve
 from freshtoken.testing import AuthorizationServer
 
 

@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from freshtoken._cli import main
-from freshtoken._cli_common import REDACTED, SECRETS
+from freshtoken._cli.common import REDACTED, SECRETS
 from freshtoken.testing import AuthorizationServer
 
 from .conftest import closed_port, run_cli
@@ -414,7 +414,7 @@ def test_render_json_redacts_secret_looking_extra_fields() -> None:
     from datetime import UTC, datetime, timedelta
 
     from freshtoken import Token
-    from freshtoken._cli_token import render_json
+    from freshtoken._cli.token import render_json
 
     issued = datetime(2030, 1, 1, tzinfo=UTC)
     token = Token(

@@ -194,7 +194,7 @@ def test_aiohttp_style_status_errors_mean_401() -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
     from yarl import URL
 
-    from freshtoken._decorators import means_unauthorized
+    from freshtoken._runtime.decorators import means_unauthorized
 
     info = aiohttp.RequestInfo(URL("https://x"), "GET", CIMultiDictProxy(CIMultiDict()))
     assert means_unauthorized(aiohttp.ClientResponseError(info, (), status=401))

@@ -103,8 +103,9 @@ def held_by_another_thread(lock: threading.Lock) -> Callable[[], None]:
 def test_a_child_can_use_every_object_whose_lock_a_parent_thread_held_at_fork() -> None:
     """Grants, stores, store health, origin sets and the discovery cache all lock briefly; a
     child forked inside such a moment would block for good on its first use of the object."""
-    from freshtoken import _discovery, _sender
-    from freshtoken._authflow import OriginScope
+    from freshtoken._http_auth.authflow import OriginScope
+    from freshtoken._oauth import discovery as _discovery
+    from freshtoken._oauth import sender as _sender
 
     grant = ft.RefreshTokenGrant("https://idp.example/token", "refresh-1", "client", "secret")
     store = ft.MemoryStore()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import freshtoken as ft
-from freshtoken._launch import launch, wait_for_launches
+from freshtoken._runtime.launch import launch, wait_for_launches
 from freshtoken.testing import FakeClock
 
 from .conftest import CountingSource

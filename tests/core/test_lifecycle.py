@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import freshtoken as ft
-from freshtoken._lifecycle import Action, Lifecycle
+from freshtoken._core.lifecycle import Action, Lifecycle
 
 WALL0 = 1_800_000_000.0
 MONO0 = 1000.0

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import freshtoken as ft
-from freshtoken._flight import ABANDONED, PENDING, Flight
+from freshtoken._runtime.flight import ABANDONED, PENDING, Flight
 from freshtoken.testing import AuthorizationServer, FakeClock
 
 BOUND = 10.0  # real seconds after which a wait counts as a hang

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import freshtoken as ft
-from freshtoken._token import MAX_ACCESS_TOKEN_LENGTH, MAX_EXPIRES_IN, parse_token_response
+from freshtoken._core.token import MAX_ACCESS_TOKEN_LENGTH, MAX_EXPIRES_IN, parse_token_response
 
 NOW = 1_800_000_000.0
 SECRET = "s3cr3t-access-token-value"

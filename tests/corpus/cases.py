@@ -595,7 +595,7 @@ def record(**changes: object) -> bytes:
 
 
 def record_case(id: str, data: bytes, ok: bool = False, **rest: Any) -> None:
-    from freshtoken._store import UnreadableRecord
+    from freshtoken._stores.store import UnreadableRecord
 
     case(SR, id, data, None if ok else UnreadableRecord, **rest)
 

@@ -27,13 +27,13 @@ import pytest
 from cryptography.fernet import Fernet
 
 import freshtoken as ft
-from freshtoken._codec import TokenCodec
-from freshtoken._discovery import clear_cache
-from freshtoken._filestore import FileStore
-from freshtoken._http import HttpRequest, HttpResponse
-from freshtoken._retry import parse_retry_after
-from freshtoken._store import storage_key
-from freshtoken._token import parse_token_response
+from freshtoken._core.token import parse_token_response
+from freshtoken._oauth.discovery import clear_cache
+from freshtoken._oauth.http import HttpRequest, HttpResponse
+from freshtoken._oauth.retry import parse_retry_after
+from freshtoken._stores.codec import TokenCodec
+from freshtoken._stores.filestore import FileStore
+from freshtoken._stores.store import storage_key
 from freshtoken.testing import AuthorizationServer, Fault
 
 from .cases import MARK, NOW, RA_NOW, Case, by_category, counts
@@ -455,7 +455,7 @@ def test_the_corpus_has_at_least_80_cases_and_docs_table_matches() -> None:
 
 
 def test_every_case_names_an_error_from_the_documented_tree_or_a_value() -> None:
-    from freshtoken._store import UnreadableRecord
+    from freshtoken._stores.store import UnreadableRecord
 
     for case in by_category("token_response") + by_category("http_body"):
         assert case.raises is None or issubclass(case.raises, ft.FreshTokenError)

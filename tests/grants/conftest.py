@@ -9,7 +9,7 @@ from typing import TypeVar
 import pytest
 
 import freshtoken as ft
-from freshtoken._discovery import clear_cache
+from freshtoken._oauth.discovery import clear_cache
 from freshtoken.testing import AuthorizationServer, FakeClock
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 import freshtoken as ft
-from freshtoken._client_auth import ClientSecretJWT, PrivateKeyJWT, resolve_auth
+from freshtoken._oauth.client_auth import ClientSecretJWT, PrivateKeyJWT, resolve_auth
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import freshtoken as ft
-from freshtoken._discovery import discovery_urls
-from freshtoken._grants import ClientCredentials
+from freshtoken._oauth.discovery import discovery_urls
+from freshtoken._oauth.grants import ClientCredentials
 from freshtoken.testing import AuthorizationServer
 
 from .conftest import FAST, GETTERS, Getter, get_sync
@@ -114,7 +114,7 @@ def test_a_discovery_outage_is_retried_then_endpoint_unavailable(
     with ft.TokenManager(by_issuer(server), policy=FAST) as tokens:
         assert tokens.get()
     server.inject(target="discovery", status=503)
-    from freshtoken._discovery import clear_cache
+    from freshtoken._oauth.discovery import clear_cache
 
     clear_cache()
     with pytest.raises(ft.TokenEndpointUnavailable, match="discovery endpoint"):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import freshtoken as ft
-from freshtoken._grants import ClientCredentials, RefreshTokenGrant
+from freshtoken._oauth.grants import ClientCredentials, RefreshTokenGrant
 from freshtoken.testing import AuthorizationServer, Client, FakeClock
 
 from .conftest import FAST, GETTERS, Getter, get_sync

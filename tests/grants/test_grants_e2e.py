@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm
 
 import freshtoken as ft
-from freshtoken._client_auth import ClientSecretJWT, PrivateKeyJWT
-from freshtoken._grants import (
+from freshtoken._oauth.client_auth import ClientSecretJWT, PrivateKeyJWT
+from freshtoken._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
     PasswordGrant,

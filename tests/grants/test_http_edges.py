@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 import freshtoken as ft
-from freshtoken._authflow import OriginScope
-from freshtoken._discovery import check_url
-from freshtoken._http import HttpRequest, TransportFailure, is_loopback
-from freshtoken._sender import send_async, send_sync
+from freshtoken._http_auth.authflow import OriginScope
+from freshtoken._oauth.discovery import check_url
+from freshtoken._oauth.http import HttpRequest, TransportFailure, is_loopback
+from freshtoken._oauth.sender import send_async, send_sync
 from freshtoken.testing import AuthorizationServer, Fault
 
 from .conftest import FAST, run

@@ -11,15 +11,15 @@ import jwt
 import pytest
 
 import freshtoken as ft
-from freshtoken._client_auth import ClientSecretJWT, basic_authorization
-from freshtoken._grants import (
+from freshtoken._oauth.client_auth import ClientSecretJWT, basic_authorization
+from freshtoken._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
     PasswordGrant,
     RefreshTokenGrant,
     TokenExchange,
 )
-from freshtoken._http import HttpRequest
+from freshtoken._oauth.http import HttpRequest
 from freshtoken.testing import FakeClock
 
 from .conftest import context

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import freshtoken as ft
-from freshtoken._http import HttpResponse
-from freshtoken._response import excerpt, is_json, peek_error_code, read_json, server_date
+from freshtoken._oauth.http import HttpResponse
+from freshtoken._oauth.response import excerpt, is_json, peek_error_code, read_json, server_date
 
 JSON = {"content-type": "application/json"}
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 import freshtoken as ft
-from freshtoken._http import HttpRequest, HttpResponse, Sleep, TransportFailure
-from freshtoken._retry import decide_retry, exchange, parse_retry_after
+from freshtoken._oauth.http import HttpRequest, HttpResponse, Sleep, TransportFailure
+from freshtoken._oauth.retry import decide_retry, exchange, parse_retry_after
 from freshtoken.testing import AuthorizationServer, Fault
 
 POLICY = ft.RefreshPolicy(backoff_initial=1.0, backoff_max=8.0, max_retry_after=60.0)

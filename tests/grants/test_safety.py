@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import freshtoken as ft
-from freshtoken._client_auth import ClientSecretJWT, PrivateKeyJWT
-from freshtoken._grants import (
+from freshtoken._oauth.client_auth import ClientSecretJWT, PrivateKeyJWT
+from freshtoken._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
     PasswordGrant,

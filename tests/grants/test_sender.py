@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 import freshtoken as ft
-from freshtoken._grants import ClientCredentials
-from freshtoken._http import HttpRequest
-from freshtoken._sender import OwnClients, _timeout, send_sync
+from freshtoken._oauth.grants import ClientCredentials
+from freshtoken._oauth.http import HttpRequest
+from freshtoken._oauth.sender import OwnClients, _timeout, send_sync
 from freshtoken.testing import AuthorizationServer
 
 from .conftest import FAST
@@ -113,7 +113,7 @@ def test_a_body_over_the_cap_is_not_read_to_the_end(chunked: bool) -> None:
 
 
 def test_an_async_body_over_the_cap_is_not_read_to_the_end() -> None:
-    from freshtoken._sender import send_async
+    from freshtoken._oauth.sender import send_async
 
     async def stream() -> object:
         yield b"x" * 700_000
@@ -150,7 +150,7 @@ def test_debug_logs_name_method_url_outcome_and_duration_only(
 
 
 def test_safe_url_keeps_ipv6_hosts_and_drops_query_and_user_info() -> None:
-    from freshtoken._http import safe_url
+    from freshtoken._oauth.http import safe_url
 
     assert safe_url("http://u:p@[::1]:8080/token?x=1#f") == "http://[::1]:8080/token"
     assert safe_url("https://as.example.com/t") == "https://as.example.com/t"

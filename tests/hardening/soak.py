@@ -47,7 +47,7 @@ import httpx
 import requests
 
 import freshtoken as ft
-from freshtoken._filestore import FileStore
+from freshtoken._stores.filestore import FileStore
 from freshtoken.aiohttp import token_middleware
 from freshtoken.httpx import TokenAuth as HttpxAuth
 from freshtoken.requests import TokenAuth as RequestsAuth

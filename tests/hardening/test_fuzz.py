@@ -38,16 +38,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import freshtoken as ft
-from freshtoken._authflow import Challenge, parse_challenges, parse_origin, token_refused
-from freshtoken._codec import TokenCodec
-from freshtoken._discovery import check_url, clear_cache, discover
-from freshtoken._http import FailureKind, HttpRequest, HttpResponse, Sleep, TransportFailure
-from freshtoken._jwt import unverified_claims, unverified_header
-from freshtoken._lifecycle import Action, Lifecycle
-from freshtoken._response import read_json
-from freshtoken._retry import parse_retry_after
-from freshtoken._store import UnreadableRecord
-from freshtoken._token import parse_token_response
+from freshtoken._core.jwt import unverified_claims, unverified_header
+from freshtoken._core.lifecycle import Action, Lifecycle
+from freshtoken._core.token import parse_token_response
+from freshtoken._http_auth.authflow import Challenge, parse_challenges, parse_origin, token_refused
+from freshtoken._oauth.discovery import check_url, clear_cache, discover
+from freshtoken._oauth.http import FailureKind, HttpRequest, HttpResponse, Sleep, TransportFailure
+from freshtoken._oauth.response import read_json
+from freshtoken._oauth.retry import parse_retry_after
+from freshtoken._stores.codec import TokenCodec
+from freshtoken._stores.store import UnreadableRecord
 
 NOW = 1_800_000_000.0
 ISSUER = "https://auth.example.com"

@@ -48,9 +48,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import freshtoken as ft
-from freshtoken._codec import TokenCodec
-from freshtoken._discovery import clear_cache
-from freshtoken._filestore import FileStore
+from freshtoken._oauth.discovery import clear_cache
+from freshtoken._stores.codec import TokenCodec
+from freshtoken._stores.filestore import FileStore
 from freshtoken.aiohttp import token_middleware
 from freshtoken.httpx import TokenAuth as HttpxAuth
 from freshtoken.requests import TokenAuth as RequestsAuth

@@ -81,7 +81,7 @@ def test_a_replay_after_revoke_all_does_not_use_a_revoked_token_from_the_store(
     import requests
 
     import freshtoken as ft
-    from freshtoken._filestore import FileStore
+    from freshtoken._stores.filestore import FileStore
     from freshtoken.requests import TokenAuth
     from freshtoken.testing import AuthorizationServer
 

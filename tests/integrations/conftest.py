@@ -21,7 +21,7 @@ from freshtoken.testing import AuthorizationServer
 from .clients import KINDS, Api, LoopThread, make_api
 
 try:  # the grant, when the grants module is in the tree; else the same request by hand
-    from freshtoken._grants import ClientCredentials
+    from freshtoken._oauth.grants import ClientCredentials
 except ImportError:  # pragma: no cover - only before _grants.py existed
     ClientCredentials = None  # type: ignore[assignment,misc]
 

@@ -1,4 +1,4 @@
-"""The integrations' shared decisions (``freshtoken._authflow``), without any HTTP.
+"""The integrations' shared decisions (``freshtoken._http_auth.authflow``), without any HTTP.
 
 Origins, the header that presents a token, reading ``WWW-Authenticate``, which bodies can be
 replayed, and the flow itself, driven here by hand the way the httpx, requests and aiohttp drivers
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 import freshtoken as ft
-from freshtoken._authflow import (
+from freshtoken._http_auth.authflow import (
     NEED_TOKEN,
     Challenge,
     OriginScope,
@@ -34,7 +34,7 @@ from freshtoken._authflow import (
     token_refused,
     token_sync,
 )
-from freshtoken._authflow import recover as recover_flow
+from freshtoken._http_auth.authflow import recover as recover_flow
 
 # -- origins ---------------------------------------------------------------------------------
 

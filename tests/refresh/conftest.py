@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 
 import freshtoken as ft
-from freshtoken import _scheduler
-from freshtoken._launch import wait_for_launches
-from freshtoken._scheduler import Scheduler
+from freshtoken._runtime import scheduler as _scheduler
+from freshtoken._runtime.launch import wait_for_launches
+from freshtoken._runtime.scheduler import Scheduler
 from freshtoken.testing import FakeClock
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 import freshtoken as ft
-from freshtoken._scheduler import Scheduler
+from freshtoken._runtime.scheduler import Scheduler
 from freshtoken.testing import FakeClock
 
 from .conftest import FlakySource, kinds

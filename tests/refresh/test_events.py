@@ -10,7 +10,7 @@ from dataclasses import fields
 import pytest
 
 import freshtoken as ft
-from freshtoken._source import FetchContext, TokenSource
+from freshtoken._runtime.source import FetchContext, TokenSource
 from freshtoken.testing import FakeClock
 
 from .conftest import FlakySource, kinds, settle

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import freshtoken as ft
-from freshtoken._lifecycle import Lifecycle
+from freshtoken._core.lifecycle import Lifecycle
 from freshtoken.testing import FakeClock
 
 # lifetime -> (stale margin without jitter, hard margin), seconds before expiry

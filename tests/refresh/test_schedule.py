@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import freshtoken as ft
-from freshtoken._lifecycle import Lifecycle
-from freshtoken._scheduler import _Schedule, pending_wakeup
+from freshtoken._core.lifecycle import Lifecycle
+from freshtoken._runtime.scheduler import _Schedule, pending_wakeup
 from freshtoken.testing import FakeClock
 
 WALL0 = 1_800_000_000.0

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 import freshtoken as ft
-from freshtoken import _scheduler
-from freshtoken._clock import SYSTEM_CLOCK, Clock
-from freshtoken._scheduler import SCHEDULER, Scheduler, _Workers
+from freshtoken._runtime import scheduler as _scheduler
+from freshtoken._runtime.clock import SYSTEM_CLOCK, Clock
+from freshtoken._runtime.scheduler import SCHEDULER, Scheduler, _Workers
 from freshtoken.testing import FakeClock
 
 from .conftest import FlakySource

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 import freshtoken as ft
-from freshtoken._token import parse_token_response
+from freshtoken._core.token import parse_token_response
 from freshtoken.testing import FakeClock
 
 from .conftest import FlakySource, kinds

@@ -74,7 +74,7 @@ def _store(spec: FleetSpec) -> tuple[Any, Any]:
         )
         store = RedisStore(client, encryption_key=spec.encryption_key, lease_time=spec.lease_time)
         return store, client
-    from freshtoken._filestore import FileStore
+    from freshtoken._stores.filestore import FileStore
 
     return FileStore(spec.directory, lease_time=spec.lease_time), None
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._store import StoreBackend
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._stores.store import StoreBackend
 from freshtoken.testing import AuthorizationServer
 
 

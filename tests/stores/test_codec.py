@@ -9,8 +9,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 import freshtoken as ft
-from freshtoken._codec import FORMAT, TokenCodec
-from freshtoken._store import UnreadableRecord
+from freshtoken._stores.codec import FORMAT, TokenCodec
+from freshtoken._stores.store import UnreadableRecord
 
 ISSUED = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ import pytest
 from tests.stores.stores_helpers import MintingSource, put, stored_token, token_at
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._filestore import FileStore
-from freshtoken._store import StoreUnavailable, UnreadableRecord, storage_key
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._stores.filestore import FileStore
+from freshtoken._stores.store import StoreUnavailable, UnreadableRecord, storage_key
 
 
 def record_path(store: FileStore, source: MintingSource) -> Path:

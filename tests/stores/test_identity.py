@@ -21,8 +21,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._source import FetchContext
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._runtime.source import FetchContext
 from freshtoken.redis import RedisStore
 from freshtoken.testing import AuthorizationServer
 

@@ -6,8 +6,8 @@ import pytest
 from tests.stores.stores_helpers import token_at
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._shared import (
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._stores.shared import (
     Choice,
     Phase,
     StoreHealth,

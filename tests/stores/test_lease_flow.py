@@ -11,10 +11,19 @@ import pytest
 from tests.stores.stores_helpers import MintingSource, put, token_at
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._memorystore import MemoryStore
-from freshtoken._shared import Acquire, Extend, Fetch, LeaseFetcher, Load, Release, Save, _Run
-from freshtoken._store import Record, storage_key
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._stores.memorystore import MemoryStore
+from freshtoken._stores.shared import (
+    Acquire,
+    Extend,
+    Fetch,
+    LeaseFetcher,
+    Load,
+    Release,
+    Save,
+    _Run,
+)
+from freshtoken._stores.store import Record, storage_key
 
 
 def context(clock: FakeClock, *, current: ft.Token | None = None) -> ft.FetchContext:

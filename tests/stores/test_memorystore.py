@@ -10,9 +10,9 @@ import pytest
 from tests.stores.stores_helpers import MintingSource, put, stored_token, token_at
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._memorystore import MemoryStore
-from freshtoken._store import storage_key
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._stores.memorystore import MemoryStore
+from freshtoken._stores.store import storage_key
 
 
 def managers(

@@ -12,8 +12,8 @@ from tests.stores.stores_helpers import MintingSource, put, stored_token, token_
 from tests.stores.stores_redis import RedisServer
 
 import freshtoken as ft
-from freshtoken._clock import FakeClock
-from freshtoken._store import StoreUnavailable, UnreadableRecord, storage_key
+from freshtoken._runtime.clock import FakeClock
+from freshtoken._stores.store import StoreUnavailable, UnreadableRecord, storage_key
 from freshtoken.redis import RedisStore
 
 

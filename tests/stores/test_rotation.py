@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from tests.stores.stores_helpers import first_refresh_token, put
 
 import freshtoken as ft
-from freshtoken._shared import record_ttl
+from freshtoken._stores.shared import record_ttl
 from freshtoken.redis import RedisStore
 from freshtoken.testing import AuthorizationServer
 

@@ -22,8 +22,8 @@ from tests.stores.stores_helpers import first_refresh_token, stored_token
 from tests.stores.stores_redis import RedisServer
 
 import freshtoken as ft
-from freshtoken._launch import wait_for_launches
-from freshtoken._store import storage_key
+from freshtoken._runtime.launch import wait_for_launches
+from freshtoken._stores.store import storage_key
 from freshtoken.redis import RedisStore
 from freshtoken.testing import AuthorizationServer
 

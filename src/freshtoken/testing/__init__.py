@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from freshtoken._clock import FakeClock
+from freshtoken._runtime.clock import FakeClock
 
 if TYPE_CHECKING:
     from freshtoken.testing._counters import CounterSnapshot

@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 
-from freshtoken._clock import SYSTEM_CLOCK, Clock
+from freshtoken._runtime.clock import SYSTEM_CLOCK, Clock
 from freshtoken.testing._clientauth import ClientAuthenticator, Form, claimed_client_id
 from freshtoken.testing._counters import Counters, CounterSnapshot
 from freshtoken.testing._errors import NO_STORE_HEADERS, OAuthError, json_response

@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 
 import jwt
 
-from freshtoken._clock import Clock
+from freshtoken._runtime.clock import Clock
 from freshtoken.testing._errors import OAuthError, invalid_client
 from freshtoken.testing._http import Request
 from freshtoken.testing._keys import unverified_claims, verify_signature

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from freshtoken._clock import FakeClock
+from freshtoken._runtime.clock import FakeClock
 
 if TYPE_CHECKING:
     from freshtoken.testing._server import AuthorizationServer

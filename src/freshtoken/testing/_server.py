@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from freshtoken._clock import SYSTEM_CLOCK, Clock
+from freshtoken._runtime.clock import SYSTEM_CLOCK, Clock
 from freshtoken.testing._app import (
     JWKS_PATH,
     RESOURCE_PATH,

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from freshtoken._clock import Clock
+from freshtoken._runtime.clock import Clock
 from freshtoken.testing._keys import SigningKey
 
 __all__ = ["TokenStore", "RefreshRecord", "RefreshReuse", "number"]
