@@ -98,7 +98,10 @@ def _work(spec: FleetSpec, ready: Any, results: Any, report: WorkerReport) -> No
     def request_token() -> dict[str, object]:
         started = time.time()
         if spec.hang_flag and os.path.exists(spec.hang_flag):
-            Path(f"{spec.hang_flag}.holder").write_text(str(os.getpid()))
+            # Written whole, then renamed into place: the parent never reads an empty file.
+            written = Path(f"{spec.hang_flag}.holder.{os.getpid()}")
+            written.write_text(str(os.getpid()))
+            os.replace(written, f"{spec.hang_flag}.holder")
             time.sleep(60)  # killed here by the test
         response = http.post(
             spec.token_url,
