@@ -284,8 +284,17 @@ class Fleet:
         self.spawned += 1
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         self.processes[index] = subprocess.Popen(
-            [sys.executable, __file__, "--worker", json.dumps(asdict(spec))], env=env
+            [sys.executable, __file__, "--worker", self.write_spec(spec)], env=env
         )
+
+    def write_spec(self, spec: WorkerSpec) -> str:
+        """The worker's spec in a file only this user can read, its path for the command line:
+        the client secret and the refresh token stay out of every process listing."""
+        path = self.directory / f"spec-{self.spawned}.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(asdict(spec), out)
+        return str(path)
 
     def wait_ready(self, count: int, within: float) -> None:
         deadline = time.monotonic() + within
@@ -492,7 +501,7 @@ def main() -> int:
     parser.add_argument("--faults", default=",".join(FAULTS), help="which faults to inject")
     args = parser.parse_args()
     if args.worker:
-        worker(WorkerSpec(**json.loads(args.worker)))
+        worker(WorkerSpec(**json.loads(Path(args.worker).read_text())))
         return 0
     duration, processes = args.duration, args.processes
     if args.quick:
