@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 import freshtoken as ft
-from freshtoken._runtime.clock import FakeClock
+from freshtoken._runtime.clock import Clock, FakeClock
 from freshtoken._stores.store import StoreBackend
 from freshtoken.testing import AuthorizationServer
 
@@ -19,7 +19,7 @@ class MintingSource:
 
     def __init__(
         self,
-        clock: FakeClock,
+        clock: Clock,
         *,
         lifetime: float = 100.0,
         key: str = "minting",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -62,3 +64,49 @@ class RedisServer:
 
     def client(self, **options: object) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, **options)  # type: ignore[arg-type]
+
+
+class ReplyDroppingProxy:
+    """A TCP relay in front of a redis-server that, while ``dropping`` is set, forwards every
+    command but throws the server's replies away: the server acts, and the client never learns
+    it did (the "response lost after the server acted" of a store)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.dropping = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        self._closed = False
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (replies and self.dropping.is_set()):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):  # the other direction's pump then ends too
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def close(self) -> None:
+        self._closed = True
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -4,6 +4,7 @@ would, so every path through the protocol is checked without timing or threads."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from tests.stores.stores_helpers import MintingSource, put, token_at
 
 import freshtoken as ft
-from freshtoken._runtime.clock import FakeClock
+from freshtoken._runtime.clock import Clock, FakeClock, SystemClock
 from freshtoken._stores.memorystore import MemoryStore
 from freshtoken._stores.shared import (
     Acquire,
@@ -21,9 +22,18 @@ from freshtoken._stores.shared import (
     Load,
     Release,
     Save,
+    Sleep,
     _Run,
 )
-from freshtoken._stores.store import Record, storage_key
+from freshtoken._stores.store import Record, StoreUnavailable, storage_key
+
+
+def SENDS_NONE(ctx: ft.FetchContext) -> bool:
+    return False
+
+
+def SENDS_REFRESH_TOKEN(ctx: ft.FetchContext) -> bool:
+    return True
 
 
 def context(clock: FakeClock, *, current: ft.Token | None = None) -> ft.FetchContext:
@@ -44,17 +54,26 @@ def fetcher() -> LeaseFetcher:
     return fetcher
 
 
-def step(flow: Any, reply: object) -> object:
+def resumed(resume: Callable[[], object]) -> object:
+    """What the flow asks for next, or ("returned", value) when it ended."""
     try:
-        return flow.send(reply)
+        return resume()
     except StopIteration as stop:
         return ("returned", stop.value)
+
+
+def step(flow: Any, reply: object) -> object:
+    return resumed(lambda: flow.send(reply))
+
+
+def throw(flow: Any, error: BaseException) -> object:
+    return resumed(lambda: flow.throw(error))
 
 
 def test_a_token_stored_while_the_lease_was_being_taken_is_used_not_fetched(
     fake_clock: FakeClock,
 ) -> None:
-    flow = fetcher()._flow(context(fake_clock), _Run())
+    flow = fetcher()._flow(context(fake_clock), _Run(), SENDS_NONE)
     assert isinstance(next(flow), Load)
     assert isinstance(step(flow, None), Acquire)
     assert isinstance(step(flow, "owner"), Load)  # loads again under the lease
@@ -65,7 +84,7 @@ def test_a_token_stored_while_the_lease_was_being_taken_is_used_not_fetched(
 
 
 def test_a_fetched_token_that_is_already_expired_is_not_saved(fake_clock: FakeClock) -> None:
-    flow = fetcher()._flow(context(fake_clock), _Run())
+    flow = fetcher()._flow(context(fake_clock), _Run(), SENDS_NONE)
     next(flow)
     step(flow, None)
     step(flow, "owner")
@@ -77,7 +96,7 @@ def test_a_fetched_token_that_is_already_expired_is_not_saved(fake_clock: FakeCl
 
 
 def test_a_token_without_expiry_is_saved_with_the_default_lifetime(fake_clock: FakeClock) -> None:
-    flow = fetcher()._flow(context(fake_clock), _Run())
+    flow = fetcher()._flow(context(fake_clock), _Run(), SENDS_NONE)
     next(flow)
     step(flow, None)
     step(flow, "owner")
@@ -94,7 +113,7 @@ def test_a_token_without_expiry_is_saved_with_the_default_lifetime(fake_clock: F
 class StoppingSource(MintingSource):
     """Stops the store's server in the middle of its fetch."""
 
-    def __init__(self, clock: FakeClock, stop: Any) -> None:
+    def __init__(self, clock: Clock, stop: Any) -> None:
         super().__init__(clock)
         self.stop = stop
 
@@ -104,8 +123,9 @@ class StoppingSource(MintingSource):
 
 
 def test_a_store_lost_after_the_fetch_still_hands_the_token_out(
-    fake_clock: FakeClock, redis_server: Any
+    redis_server: Any,
 ) -> None:
+    """Real time: the holder tries its save again while its lease lasts, then gives up."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -113,9 +133,11 @@ def test_a_store_lost_after_the_fetch_still_hands_the_token_out(
 
     with redis_server.client(retry=Retry(NoBackoff(), 0)) as client:
         events: list[ft.Event] = []
-        source = StoppingSource(fake_clock, redis_server.stop)
+        source = StoppingSource(SystemClock(), redis_server.stop)
         manager = ft.TokenManager(
-            source, store=RedisStore(client), clock=fake_clock, on_event=events.append
+            source,
+            store=RedisStore(client, lease_time=0.3),  # a save is tried again for 0.2 s
+            on_event=events.append,
         )
         token = manager.get()
         assert source.calls == 1
@@ -168,3 +190,160 @@ def test_async_managers_replace_a_rejected_token_and_wait_for_a_holder(
 
     asyncio.run(main())
     assert source.calls == 2
+
+
+def fetching(clock: FakeClock) -> Any:
+    """A flow that found no stored token, took the lease ("owner") and now sends its request."""
+    flow = fetcher()._flow(context(clock), _Run(), SENDS_REFRESH_TOKEN)
+    assert isinstance(next(flow), Load)
+    assert isinstance(step(flow, None), Acquire)
+    assert isinstance(step(flow, "owner"), Load)
+    assert isinstance(step(flow, None), Extend)
+    assert isinstance(step(flow, True), Fetch)
+    return flow
+
+
+def holding_with_fetched_token(clock: FakeClock) -> tuple[Any, ft.Token]:
+    """A flow that took the lease, fetched a token and now asks to save it."""
+    flow = fetching(clock)
+    fetched = token_at(clock, "rotated")
+    assert isinstance(step(flow, fetched), Save)
+    return flow, fetched
+
+
+def test_a_holder_whose_save_fails_keeps_its_lease_and_saves_once_the_store_is_back(
+    fake_clock: FakeClock,
+) -> None:
+    """Only the holder knows the rotated refresh token until it is saved: it does not let go
+    of the lease (the next holder would refresh from the spent, stored one) but tries again."""
+    flow, fetched = holding_with_fetched_token(fake_clock)
+    pause = throw(flow, StoreUnavailable("down for a moment"))
+    assert isinstance(pause, Sleep)
+    fake_clock.advance(pause.seconds)
+    assert step(flow, None) == Extend(storage_key("flow"), "owner", 10.0)  # still ours?
+    save = step(flow, True)
+    assert isinstance(save, Save) and save.token == fetched
+    assert isinstance(step(flow, 7), Release)
+    assert step(flow, True) == ("returned", fetched)
+
+
+def test_a_holder_stops_trying_to_save_while_two_thirds_of_its_lease_remain_unsure(
+    fake_clock: FakeClock,
+) -> None:
+    """A store that stays down: the holder tries while its lease surely lasts, a third of it
+    kept as margin, then lets go and hands its token out (it is remembered as unsaved)."""
+    flow, fetched = holding_with_fetched_token(fake_clock)
+    started = fake_clock.monotonic()
+    op = throw(flow, StoreUnavailable("down"))
+    while isinstance(op, Sleep):
+        fake_clock.advance(op.seconds)
+        assert isinstance(step(flow, None), Extend)
+        op = throw(flow, StoreUnavailable("still down"))
+    assert fake_clock.monotonic() - started <= 10.0 * 2 / 3
+    assert isinstance(op, Release)
+    assert throw(flow, StoreUnavailable("down")) == ("returned", fetched)
+
+
+def test_a_holder_whose_lease_ran_out_while_its_store_was_down_does_not_save(
+    fake_clock: FakeClock,
+) -> None:
+    flow, fetched = holding_with_fetched_token(fake_clock)
+    pause = throw(flow, StoreUnavailable("down"))
+    assert isinstance(pause, Sleep)
+    assert isinstance(step(flow, None), Extend)
+    assert isinstance(step(flow, False), Release)  # a successor holds the lease now
+    assert step(flow, True) == ("returned", fetched)
+
+
+def test_a_fetch_that_sends_a_refresh_token_waits_for_a_failing_store_instead_of_going_alone(
+    fake_clock: FakeClock,
+) -> None:
+    flow = fetcher()._flow(context(fake_clock), _Run(), SENDS_REFRESH_TOKEN)
+    assert isinstance(next(flow), Load)
+    pause = throw(flow, StoreUnavailable("down"))
+    assert isinstance(pause, Sleep)  # not a Fetch
+    fake_clock.advance(pause.seconds)
+    assert isinstance(step(flow, None), Load)  # the store again
+    landed = token_at(fake_clock, "landed")
+    assert step(flow, Record(landed, 3)) == ("returned", landed)
+
+
+def test_a_fetch_that_sends_a_refresh_token_gives_up_on_a_store_down_past_max_wait(
+    fake_clock: FakeClock,
+) -> None:
+    flow = fetcher()._flow(context(fake_clock), _Run(), SENDS_REFRESH_TOKEN)
+    next(flow)
+    pauses = 0
+
+    def keep_failing() -> None:
+        nonlocal pauses
+        while True:
+            op = throw(flow, StoreUnavailable("down"))
+            assert isinstance(op, Sleep)
+            pauses += 1
+            fake_clock.advance(op.seconds)
+            assert isinstance(step(flow, None), Load)
+
+    with pytest.raises(ft.TokenEndpointUnavailable, match="store is unavailable"):
+        keep_failing()
+    assert pauses > 1
+    assert fake_clock.monotonic() - 1000.0 >= 30.0  # the context's deadline and max_wait
+
+
+def test_a_fetch_that_sends_no_refresh_token_goes_alone_when_the_store_fails(
+    fake_clock: FakeClock,
+) -> None:
+    flow = fetcher()._flow(context(fake_clock), _Run(), SENDS_NONE)
+    next(flow)
+    fetch = throw(flow, StoreUnavailable("down"))
+    assert isinstance(fetch, Fetch) and fetch.keepalive is None
+    local = token_at(fake_clock, "local")
+    assert step(flow, local) == ("returned", local)
+
+
+def holding_with_a_late_token(clock: FakeClock) -> tuple[Any, ft.Token]:
+    """A flow that took the lease and sent its request; the answer, a 2 s token with a rotated
+    refresh token, comes back 5 s later (the process was frozen meanwhile), and the flow asks to
+    save it."""
+    flow = fetching(clock)
+    late = token_at(clock, "late", lifetime=2).replace(refresh_token="rt-late")
+    clock.advance(5)
+    save = step(flow, late)
+    assert isinstance(save, Save) and save.token == late  # its refresh token is kept first
+    return flow, late
+
+
+def test_a_token_that_arrived_late_is_asked_for_again_from_the_refresh_token_just_saved(
+    fake_clock: FakeClock,
+) -> None:
+    flow, late = holding_with_a_late_token(fake_clock)
+    assert step(flow, 1) == Extend(storage_key("flow"), "owner", 10.0)  # still the holder?
+    again = step(flow, True)
+    assert isinstance(again, Fetch) and again.ctx.current == late
+    fresh = token_at(fake_clock, "fresh", lifetime=2)
+    save = step(flow, fresh)
+    assert isinstance(save, Save) and save.token == fresh
+    assert save.generation == 1  # it replaces the late token's record, not the one before
+    assert isinstance(step(flow, 2), Release)
+    assert step(flow, True) == ("returned", fresh)
+
+
+def test_a_late_token_whose_save_was_refused_gives_way_to_the_successors(
+    fake_clock: FakeClock,
+) -> None:
+    """The lease ran out while this holder was frozen: its successor's token is handed out."""
+    flow, _ = holding_with_a_late_token(fake_clock)
+    assert isinstance(step(flow, None), Load)  # refused: what did the successor save?
+    successor = token_at(fake_clock, "successor", lifetime=2)
+    assert isinstance(step(flow, Record(successor, 3)), Release)
+    assert step(flow, True) == ("returned", successor)
+
+
+def test_a_late_token_whose_holder_lost_its_lease_after_saving_is_handed_out(
+    fake_clock: FakeClock,
+) -> None:
+    """Saved, but the lease is gone before the second request: sending the saved refresh token
+    now could race the successor, so the late token is what the manager gets (and refuses)."""
+    flow, late = holding_with_a_late_token(fake_clock)
+    assert isinstance(step(flow, 1), Extend)
+    assert step(flow, False) == ("returned", late)

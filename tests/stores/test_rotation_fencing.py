@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from tests.stores.stores_helpers import first_refresh_token, stored_token
-from tests.stores.stores_redis import RedisServer
+from tests.stores.stores_redis import RedisServer, ReplyDroppingProxy, free_port
 
 import freshtoken as ft
-from freshtoken._runtime.launch import wait_for_launches
 from freshtoken._stores.store import storage_key
 from freshtoken.redis import RedisStore
 from freshtoken.testing import AuthorizationServer
@@ -48,19 +49,33 @@ def grant(server: AuthorizationServer, refresh_token: str) -> ft.RefreshTokenGra
 def refresh(manager: ft.TokenManager) -> ft.Token:
     """Wait (bounded) until ``manager``'s token is stale, let its refresh run, and return the
     token it holds afterwards."""
+    thread = refreshing(manager)
+    thread.join(20)
+    assert not thread.is_alive(), "the refresh hangs"
+    latest = manager._latest
+    assert latest is not None
+    return latest
+
+
+def refreshing(manager: ft.TokenManager) -> threading.Thread:
+    """Once ``manager``'s token is stale, ask for it (a refresh starts in the background) and
+    return a thread that ends when that refresh has ended (bounded: 30 s)."""
     deadline = time.monotonic() + 10
     while manager._fresh() is not None:
         assert time.monotonic() < deadline, "the token never turned stale"
         time.sleep(0.02)
-    manager.get()  # stale: served, and a refresh starts off the caller's path
-    assert wait_for_launches(10)
-    for thread in threading.enumerate():
-        if thread.name == "freshtoken-refresh":
-            thread.join(20)
-            assert not thread.is_alive(), "the refresh hangs"
-    latest = manager._latest
-    assert latest is not None
-    return latest
+    manager.get()  # stale: served, and the refresh is in flight before get() returns
+    flight = manager._flight
+    assert flight is not None
+
+    def until_landed() -> None:
+        ends = time.monotonic() + 30
+        while not flight.done and time.monotonic() < ends:
+            time.sleep(0.01)
+
+    waiter = threading.Thread(target=until_landed, daemon=True)
+    waiter.start()
+    return waiter
 
 
 def assert_no_reuse(server: AuthorizationServer) -> None:
@@ -144,40 +159,126 @@ def test_hosts_whose_store_refuses_writes_never_spend_the_shared_refresh_token_a
 ) -> None:
     """Redis refuses every write (as while it fails over) to two hosts holding the same token.
     Taking the lease is a write too, so neither host can coordinate: refreshing on its own would
-    send the refresh token the other host holds as well. Both keep serving their token while it
-    lasts and refresh through the store once it takes writes again: nothing is presented twice."""
+    send the refresh token the other host holds as well. Both keep serving their token and wait
+    for the store; once it takes writes again, one refreshes through it and the other adopts its
+    token: one refresh, nothing presented twice."""
     setup = redis_server.client()
     a_client, b_client = redis_server.client(), redis_server.client()
     refresh_token = first_refresh_token(server)
     a = ft.TokenManager(
-        grant(server, refresh_token),
-        store=RedisStore(a_client, lease_time=1.0),
-        policy=EAGER,
+        grant(server, refresh_token), store=RedisStore(a_client, lease_time=1.0), policy=EAGER
     )
     b = ft.TokenManager(
-        grant(server, refresh_token),
-        store=RedisStore(b_client, lease_time=1.0),
-        policy=EAGER,
+        grant(server, refresh_token), store=RedisStore(b_client, lease_time=1.0), policy=EAGER
     )
     try:
         first = a.get()
         assert b.get() == first  # B adopts A's token, refresh token included
+        requests = server.token_requests
         setup.config_set("min-replicas-to-write", 1)  # every write now fails: NOREPLICAS
-        assert refresh(a).access_token == first.access_token  # still served, not refreshed
-        assert refresh(b).access_token == first.access_token
+        waiting = [refreshing(a), refreshing(b)]  # stale: both want a new token
+        assert a.get() == b.get() == first  # still served while they wait for the store
+        assert server.token_requests == requests  # and nothing was sent
         setup.config_set("min-replicas-to-write", 0)
-        health_retry = time.monotonic() + 1.2  # a failed store is left alone for 1 s
-        while time.monotonic() < health_retry:
-            time.sleep(0.05)
-        rotated = refresh(a)  # through the store: the lease, then RT1 -> RT2, saved
-        assert rotated.access_token != first.access_token
-        assert refresh(b).refresh_token == rotated.refresh_token or b.get() == rotated
+        for thread in waiting:
+            thread.join(20)
+            assert not thread.is_alive(), "a refresh hangs"
+        assert a._latest == b._latest != first
+        assert server.token_requests == requests + 1
     finally:
         setup.config_set("min-replicas-to-write", 0)
         a.close()
         b.close()
         for client in (setup, a_client, b_client):
             client.close()
+    assert_no_reuse(server)
+
+
+class DroppingSource(RefusingSource):
+    """Delegates to a grant and, once asked, makes the proxy in front of Redis drop every reply
+    from right after the token request on: the save of the rotated token lands, and the manager
+    never hears so (its save times out), nor anything else from its store."""
+
+    def __init__(self, inner: ft.RefreshTokenGrant, proxy: ReplyDroppingProxy) -> None:
+        self.inner = inner
+        self.proxy = proxy
+        self.refuse_next = False
+
+    def fetch(self, ctx: ft.FetchContext) -> ft.Token:
+        token = self.inner.fetch(ctx)
+        if self.refuse_next:
+            self.refuse_next = False
+            self.proxy.dropping.set()
+        return token
+
+
+def test_a_token_whose_save_landed_unacknowledged_is_never_refreshed_from_alone(
+    server: AuthorizationServer, redis_server: RedisServer
+) -> None:
+    """Host A rotates RT1 -> RT2 and saves it; Redis stores RT2, but its reply is lost, and A's
+    store stays unreachable. Every other host now loads RT2, so A must not refresh from RT2 on
+    its own, though A believes it never saved it: A waits for its store. Host B adopts RT2 and
+    rotates it to RT3 through the store; A adopts RT3 once its store answers again."""
+    proxy = ReplyDroppingProxy(redis_server.port)
+    no_retries = Retry(NoBackoff(), 0)
+    a_client = redis.Redis(port=proxy.port, socket_timeout=0.3, retry=no_retries)
+    b_client = redis_server.client()
+    refresh_token = first_refresh_token(server)
+    source = DroppingSource(grant(server, refresh_token), proxy)
+    b_store = RedisStore(b_client, lease_time=1.0)
+    a = ft.TokenManager(source, store=RedisStore(a_client, lease_time=1.0), policy=EAGER)
+    b = ft.TokenManager(grant(server, refresh_token), store=b_store, policy=EAGER)
+    try:
+        first = a.get()
+        assert b.get() == first
+        source.refuse_next = True
+        second = refresh(a)  # RT1 -> RT2: stored, unacknowledged
+        assert second.refresh_token != first.refresh_token
+        assert stored_token(b_store._backend, storage_key(b.source.key)) == second
+        waiting = refreshing(a)  # A's store is unreachable: A must not spend RT2 alone
+        assert refresh(b) == second  # B adopts RT2 from the store
+        third = refresh(b)  # and rotates it, through the store: RT2 -> RT3
+        assert third.refresh_token != second.refresh_token
+        proxy.dropping.clear()  # A's store answers again
+        waiting.join(20)
+        assert not waiting.is_alive(), "A's refresh hangs"
+        assert a._latest == third
+    finally:
+        proxy.dropping.clear()
+        a.close()
+        b.close()
+        for client in (a_client, b_client):
+            client.close()
+        proxy.close()
+    assert_no_reuse(server)
+
+
+def test_a_host_with_no_token_of_its_own_never_refreshes_alone_while_its_store_is_down(
+    server: AuthorizationServer, redis_server: RedisServer
+) -> None:
+    """A restarted host (no token in memory) comes back while its store is unreachable. The
+    refresh token it was configured with was rotated by the fleet long ago: sending it alone
+    would be reuse, and the server would revoke the family. The host fails its callers with
+    TokenEndpointUnavailable once ``max_wait`` has passed, and sends nothing."""
+    refresh_token = first_refresh_token(server)
+    client = redis_server.client()
+    fleet = ft.TokenManager(grant(server, refresh_token), store=RedisStore(client))
+    unreachable = redis.Redis(port=free_port(), socket_timeout=0.3, retry=Retry(NoBackoff(), 0))
+    policy = ft.RefreshPolicy(max_wait=1.0)
+    restarted = ft.TokenManager(
+        grant(server, refresh_token), store=RedisStore(unreachable), policy=policy
+    )
+    try:
+        assert fleet.get().refresh_token != refresh_token  # the fleet rotated RT0 away
+        requests = server.token_requests
+        with pytest.raises(ft.TokenEndpointUnavailable, match="store"):
+            restarted.get()
+        assert server.token_requests == requests
+    finally:
+        fleet.close()
+        restarted.close()
+        client.close()
+        unreachable.close()
     assert_no_reuse(server)
 
 

@@ -371,6 +371,10 @@ class _HttpGrant:
 
     # -- the TokenSource protocol ------------------------------------------------------------
 
+    def _sends_refresh_token(self, ctx: FetchContext) -> bool:
+        """Whether the next request from ``ctx`` sends a refresh token (rotating grants do)."""
+        return False
+
     def fetch(self, ctx: FetchContext) -> Token:
         """Obtain a token, blocking this thread (through ``ctx.http`` when given)."""
         client = ctx.http if ctx.http is not None else self._clients.sync_client()
@@ -573,6 +577,9 @@ class _RotatingGrant(_HttpGrant):
             return ctx.current.refresh_token
         with self._lock:
             return self._refresh_token
+
+    def _sends_refresh_token(self, ctx: FetchContext) -> bool:
+        return self._newest_refresh_token(ctx) is not None
 
     def _refresh(self, ctx: FetchContext, token_url: str, refresh_token: str) -> Flow:
         def fields() -> Fields:

@@ -40,6 +40,7 @@ __all__ = [
     "check_key",
     "require_identity",
     "run_coroutine_sync",
+    "sends_refresh_token",
     "underivable",
     "unidentified_input",
 ]
@@ -125,6 +126,21 @@ class TokenSource(Protocol):
     async def afetch(self, ctx: FetchContext) -> Token:
         """Obtain a token on the running event loop."""
         ...
+
+
+def sends_refresh_token(source: TokenSource, ctx: FetchContext) -> bool:
+    """Whether ``source``'s next fetch from ``ctx`` would send a refresh token.
+
+    With a shared store, other processes may hold that refresh token too, so it may only be sent
+    while holding the store's lease. The grants say exactly (a rotating grant sends the newest
+    refresh token it knows, from ``ctx.current`` or the one it was configured with; the others
+    never send one; a token function cannot). A source that does not say is taken to send the
+    refresh token of ``ctx.current`` when that token has one: the careful answer for wrappers.
+    """
+    probe = getattr(source, "_sends_refresh_token", None)
+    if callable(probe):
+        return bool(probe(ctx))
+    return ctx.current is not None and ctx.current.refresh_token is not None
 
 
 def callable_name(fn: object) -> str:
@@ -280,6 +296,10 @@ class FunctionSource:
         return TokenRequestError(
             f"the token callable {self._name()} raised {describe_error(error)}"
         )
+
+    def _sends_refresh_token(self, ctx: FetchContext) -> bool:
+        """A token function is called without arguments: it never sends the store's token."""
+        return False
 
     def fetch(self, ctx: FetchContext) -> Token:
         try:

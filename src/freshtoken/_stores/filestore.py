@@ -2,8 +2,10 @@
 
 Layout of the directory (created ``0700``)::
 
-    v1-<hash>.json   the token record (mode 0600), replaced atomically
-    v1-<hash>.lease  the lease and the record's generation: owner, pid, deadline, generation
+    v1-<hash>.json   the token record (mode 0600): its generation on the first line, then the
+                     encoded token; replaced atomically, so both change together or not at all
+    v1-<hash>.lease  the lease: owner, pid, deadline, and the lowest generation the next record
+                     may have (kept when a record is deleted, so generations never repeat)
     v1-<hash>.lock   guards the two files above: an advisory ``fcntl.flock``, held only for the
                      moment of one read or one read-modify-write, never across a token request
 
@@ -126,19 +128,28 @@ class _FileBackend:
     def load(self, key: str) -> Record | None:
         path = self._path(key, ".json")
         with self._guard(key, fcntl.LOCK_SH):
-            generation = self._lease_state(key).generation
+            floor = self._lease_state(key).generation
             try:
                 data = self._read(path)
             except UnreadableRecord as problem:
-                raise UnreadableRecord(str(problem), generation=generation) from None
+                raise UnreadableRecord(str(problem), generation=floor) from None
         if data is None:
             return None
+        generation, body = _split_generation(data, floor)
         try:
-            return Record(self._codec.decode(data), generation)
+            return Record(self._codec.decode(body), generation)
         except UnreadableRecord as problem:
             raise UnreadableRecord(
                 f"the token file {path.name}: {problem}", generation=generation
             ) from None
+
+    def _generation(self, key: str, floor: int) -> int:
+        """The generation of the record of ``key`` (under the guard); ``floor`` without one."""
+        try:
+            data = self._read(self._path(key, ".json"))
+        except UnreadableRecord:
+            return floor
+        return floor if data is None else _split_generation(data, floor)[0]
 
     def save(
         self, key: str, token: Token, *, ttl: float | None, owner: str, generation: int
@@ -147,10 +158,13 @@ class _FileBackend:
         data = self._codec.encode(token)
         with self._guard(key, fcntl.LOCK_EX):
             state = self._lease_state(key)
-            if not state.held_by(owner, time.monotonic()) or state.generation > generation:
+            if not state.held_by(owner, time.monotonic()):
                 return None
-            self._write(self._path(key, ".json"), data)
-            self._write_lease(key, dataclasses.replace(state, generation=generation + 1))
+            if self._generation(key, state.generation) > generation:
+                return None
+            # One atomic write carries the token and its generation: a save lands whole or not
+            # at all, so a failed save never leaves a new token under an old generation.
+            self._write(self._path(key, ".json"), b"%d\n" % (generation + 1) + data)
         return generation + 1
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -188,11 +202,18 @@ class _FileBackend:
         with self._guard(key, fcntl.LOCK_EX):
             try:
                 data = self._read(self._path(key, ".json"))
-                existing = None if data is None else self._codec.decode(data)
+                existing = (
+                    None if data is None else self._codec.decode(_split_generation(data, 0)[1])
+                )
             except UnreadableRecord:
                 return False
             if existing is None or existing.fingerprint != fingerprint:
                 return False
+            # The generation outlives the record (in the lease file), so that the next save
+            # still advances it: generations never repeat.
+            state = self._lease_state(key)
+            floor = self._generation(key, state.generation)
+            self._write_lease(key, dataclasses.replace(state, generation=floor))
             try:
                 os.unlink(self._path(key, ".json"))
             except FileNotFoundError:
@@ -270,10 +291,20 @@ class _FileBackend:
         return True
 
 
+def _split_generation(data: bytes, floor: int) -> tuple[int, bytes]:
+    """A token file's generation and encoded token. The file starts with its generation on a
+    line of its own; a file written before generations moved into it has ``floor``'s (the lease
+    file's). A generation never goes below ``floor``."""
+    head, newline, body = data.partition(b"\n")
+    if newline and head.isdigit() and len(head) <= 18:
+        return max(int(head), floor), body
+    return floor, data
+
+
 @dataclass(frozen=True, slots=True)
 class _Lease:
-    """The lease file: who holds the lease until when (host monotonic clock), and the record's
-    generation. Parsed strictly; anything odd reads as "no lease, generation 0"."""
+    """The lease file: who holds the lease until when (host monotonic clock), and the floor of
+    the record's generation. Parsed strictly; anything odd reads as "no lease, generation 0"."""
 
     owner: str = ""
     pid: int = 0

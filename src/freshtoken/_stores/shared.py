@@ -21,9 +21,12 @@ poll (with backoff) until the holder's token lands, past their own token's hard 
 be (their callers then wait for it as for any fetch, up to ``policy.max_wait``); a holder that
 crashed loses its lease when the lease's time runs out, and the next one takes over.
 
-A store that fails (Redis down, a disk error) never fails the caller: the fetcher reports
-``store_unavailable``, fetches locally, and leaves the store alone for a while (exponential backoff
-in :class:`StoreHealth`) before trying it again.
+A store that fails (Redis down, a disk error) is reported (``store_unavailable``). A fetch that
+sends no refresh token (client credentials, a token function) then runs locally, and the store
+is left alone for a while (exponential backoff in :class:`StoreHealth`). A fetch that would send
+one waits for the store instead, up to the callers' ``max_wait``: other processes may hold that
+refresh token too, and only the lease tells them it is being spent. A holder whose save fails
+keeps the lease and tries again while the lease lasts, since only it knows the rotated token.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import functools
 import random
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,7 +50,12 @@ from freshtoken._core.policy import RefreshPolicy
 from freshtoken._core.token import Token
 from freshtoken._runtime.clock import Clock
 from freshtoken._runtime.forksafe import fork_safe_lock
-from freshtoken._runtime.source import FetchContext, FunctionSource, TokenSource
+from freshtoken._runtime.source import (
+    FetchContext,
+    FunctionSource,
+    TokenSource,
+    sends_refresh_token,
+)
 
 from .store import (
     AsyncStoreBackend,
@@ -63,10 +72,10 @@ __all__ = [
     "Phase",
     "StoreHealth",
     "check_lease_time",
-    "spends_shared_refresh_token",
     "superseded",
     "decide",
     "hard_deadline",
+    "arrived_late",
     "poll_delay",
     "record_ttl",
     "refresh_lifetime",
@@ -153,6 +162,16 @@ def hard_deadline(token: Token, policy: RefreshPolicy) -> float:
     _, hard_margin = policy.margins(lifetime if lifetime is not None else policy.default_lifetime)
     # A little headroom, so that the manager, which checks again a moment later, agrees.
     return token.expires_at.timestamp() - hard_margin - min(1.0, hard_margin / 2)
+
+
+def arrived_late(token: Token, policy: RefreshPolicy, *, sent: float, wall: float) -> bool:
+    """Whether ``token``, asked for at wall time ``sent``, was good to hand out then but is past
+    its hard deadline at ``wall``: the request took longer than the token lives (the process was
+    frozen, the link stalled), which asking again cures. A token already unusable when asked
+    for (a lifetime shorter than the policy's margins, skewed clocks) is not late: asking again
+    would only earn another."""
+    deadline = hard_deadline(token, policy)
+    return sent < deadline <= wall
 
 
 def decide(
@@ -308,6 +327,8 @@ class Sleep:
 
 Op = Load | Acquire | Release | Save | Delete | Extend | Fetch | Sleep
 _Flow = Generator[Op, Any, Token]
+#: Whether a fetch from the context sends a refresh token (see sends_refresh_token).
+_SendsRefreshToken = Callable[[FetchContext], bool]
 
 
 @dataclass(slots=True)
@@ -318,13 +339,7 @@ class _Run:
     generation: int = 0  # of the record loaded while holding the lease
     fetched: Token | None = None
     fetch_ctx: FetchContext | None = None
-
-
-def spends_shared_refresh_token(current: Token | None, unsaved: Token | None) -> bool:
-    """Whether refreshing from ``current`` without the store's lease would send a refresh token
-    other processes may hold too: any refresh token but the one this fetcher obtained and never
-    saved (``unsaved``), which is its alone. A token without a refresh token spends nothing."""
-    return current is not None and current.refresh_token is not None and current is not unsaved
+    held_until: float = float("-inf")  # monotonic: the lease surely lasts until then
 
 
 def superseded(generation: int, unsaved_after: int | None) -> bool:
@@ -380,45 +395,56 @@ class LeaseFetcher:
 
     # -- the flow, written once ------------------------------------------------------------
 
-    def _flow(self, ctx: FetchContext, run: _Run) -> _Flow:
-        clock = ctx.clock
-        if not self._health.available(clock.monotonic()):
-            # The store failed a moment ago and was reported then: fetch locally, quietly.
-            token: Token = yield Fetch(self._local(ctx))
-            return self._keep_unsaved(token, self._seen)
-        try:
-            token = yield from self._through_store(ctx, run)
-        except StoreUnavailable as error:
-            self._health.failed(clock.monotonic())
-            self._report(ctx, f"StoreUnavailable: {error}")
-            if run.owner is not None:
-                yield from self._release_quietly(run)
-            if run.fetched is not None:  # obtained, not saved: the newest refresh token is ours
-                return self._keep_unsaved(run.fetched, run.generation)
-            token = yield Fetch(self._local(run.fetch_ctx or ctx))
-            return self._keep_unsaved(token, self._seen)
-        self._health.succeeded()
-        return token
+    def _flow(self, ctx: FetchContext, run: _Run, sends: _SendsRefreshToken) -> _Flow:
+        """Fetch through the store; without it only when that sends no refresh token.
 
-    def _local(self, ctx: FetchContext) -> FetchContext:
-        """``ctx`` for a fetch without the store: from the newest token this fetcher holds.
-
-        Without the store there is no lease, so nothing tells other processes that a refresh
-        token is being spent. A refresh token this fetcher obtained and could not save is its
-        own: no one else holds it. Any other (loaded from the store, or saved there) is held by
-        every process that shares the record, and sending it now could spend it twice, which
-        makes the server revoke the whole family. Callers then keep the token they have while it
-        lasts and wait for the store, as :func:`spends_shared_refresh_token` decides.
+        ``sends(ctx)`` tells whether a fetch from ``ctx`` would send a refresh token. Without the
+        store there is no lease, so nothing tells other processes that a refresh token is being
+        spent, and any refresh token may be held by them too: one loaded from the store, one
+        this fetcher saved, one whose save failed (the store may have acted on a save whose reply
+        was lost), and the one a grant was configured with (the fleet may have rotated it long
+        ago). Sending it twice makes the server revoke the whole family. So a fetch that sends
+        one waits for the store instead, polling it like a waiter polls a lease holder, until
+        the callers' ``max_wait``; callers keep the token they have while it lasts.
         """
-        local = ctx if self._unsaved is None else dataclasses.replace(ctx, current=self._unsaved)
-        if spends_shared_refresh_token(local.current, self._unsaved):
-            raise TokenEndpointUnavailable(
-                "the token store is unavailable, and refreshing without it would send a refresh"
-                " token that other processes hold as well (a server with reuse detection would"
-                " revoke the whole family): waiting for the store",
-                retry_after=self._health.initial,
-            )
-        return local
+        clock = ctx.clock
+        wait_until = max(ctx.deadline, clock.monotonic() + ctx.policy.max_wait)
+        if not self._health.available(clock.monotonic()) and not sends(ctx):
+            # The store failed a moment ago and was reported then: fetch locally, quietly.
+            token: Token = yield Fetch(ctx)
+            return self._keep_unsaved(token, self._seen)
+        attempt = 0
+        while True:
+            try:
+                token = yield from self._through_store(ctx, run, wait_until)
+            except StoreUnavailable as error:
+                now = clock.monotonic()
+                self._health.failed(now)
+                if attempt == 0:
+                    self._report(ctx, f"StoreUnavailable: {error}")
+                if run.owner is not None:
+                    yield from self._release_quietly(run)
+                if run.fetched is not None:  # obtained, not saved: the newest refresh token
+                    return self._keep_unsaved(run.fetched, run.generation)
+                local = run.fetch_ctx or ctx
+                if not sends(local):
+                    return self._keep_unsaved((yield Fetch(local)), self._seen)
+                if now >= wait_until:
+                    raise TokenEndpointUnavailable(
+                        "the token store is unavailable, and refreshing without it would send a"
+                        " refresh token that other processes may hold as well (a server with"
+                        " reuse detection would revoke the whole family)",
+                        retry_after=self._health.initial,
+                    ) from None
+                yield Sleep(self._poll(attempt, now, wait_until))
+                attempt += 1
+                run.fetch_ctx = None
+                continue
+            self._health.succeeded()
+            return token
+
+    def _poll(self, attempt: int, now: float, until: float) -> float:
+        return poll_delay(attempt, now=now, deadline=until, draw=self._random.random())
 
     def _keep_unsaved(self, token: Token, after: int) -> Token:
         """Remember ``token`` as newer than every record up to generation ``after``: it is saved
@@ -426,15 +452,14 @@ class LeaseFetcher:
         self._unsaved, self._unsaved_after = token, max(after, self._seen)
         return token
 
-    def _through_store(self, ctx: FetchContext, run: _Run) -> _Flow:
+    def _through_store(self, ctx: FetchContext, run: _Run, wait_until: float) -> _Flow:
+        """Waiting for another holder's token is not a retry against the endpoint: it may outlast
+        a refresh's deadline (the token's hard deadline), since callers then wait on this very
+        fetch, and is bounded like any wait of a caller (``wait_until``, from policy.max_wait).
+        The holder itself is bounded by the lease time, after which this fetcher takes over."""
         clock = ctx.clock
         phase = Phase.LOOKING
         attempt = 0
-        # Waiting for another holder's token is not a retry against the endpoint: it may outlast
-        # a refresh's deadline (the token's hard deadline), since callers then wait on this very
-        # fetch, and is bounded like any wait of a caller (policy.max_wait). The holder itself is
-        # bounded by the lease time, after which this fetcher takes over.
-        wait_until = max(ctx.deadline, clock.monotonic() + ctx.policy.max_wait)
         stored = yield from self._load(ctx, run)
         while True:
             choice = decide(
@@ -463,12 +488,8 @@ class LeaseFetcher:
                 stored = yield from self._load(ctx, run)
                 continue
             if choice is Choice.WAIT:
-                now = clock.monotonic()
-                delay = poll_delay(
-                    attempt, now=now, deadline=wait_until, draw=self._random.random()
-                )
+                yield Sleep(self._poll(attempt, clock.monotonic(), wait_until))
                 attempt += 1
-                yield Sleep(delay)
                 stored = yield from self._load(ctx, run)
                 phase = Phase.LOOKING
                 continue
@@ -483,25 +504,52 @@ class LeaseFetcher:
             if not (yield Extend(self._key, run.owner, self.lease_time)):
                 run.owner, phase = None, Phase.BUSY
                 continue
-            return (yield from self._fetch_and_save(ctx, run, stored))
+            run.held_until = clock.monotonic() + self.lease_time
+            return (yield from self._fetch_and_save(ctx, run, stored, wait_until))
 
-    def _fetch_and_save(self, ctx: FetchContext, run: _Run, stored: Token | None) -> _Flow:
+    def _fetch_and_save(
+        self, ctx: FetchContext, run: _Run, stored: Token | None, wait_until: float
+    ) -> _Flow:
         """Holding the lease: fetch (from the stored token's refresh token when it has one), save
-        before handing the token out, release."""
-        clock = ctx.clock
+        before handing the token out, release.
+
+        A token that arrived late (see :func:`arrived_late`) is asked for once more, from the
+        refresh token just saved, while the lease is still held; if a successor took the lease
+        meanwhile, its token is the one handed out."""
         assert run.owner is not None
         base = stored if stored is not None else self._unsaved or ctx.current
-        now = clock.monotonic()
+        if stored is not None and stored.fingerprint == ctx.rejected:
+            yield Delete(self._key, stored.fingerprint)
+        sent = ctx.clock.time()
+        token, saved = yield from self._fetch_once(ctx, run, base, wait_until)
+        if arrived_late(token, ctx.policy, sent=sent, wall=ctx.clock.time()):
+            if not saved:
+                newer = yield from self._load(ctx, run)
+                if newer is not None and ctx.clock.time() < hard_deadline(newer, ctx.policy):
+                    token = newer
+            elif (yield Extend(self._key, run.owner, self.lease_time)):
+                token, _ = yield from self._fetch_once(ctx, run, token, wait_until)
+            else:
+                run.owner = None  # the lease ran out: a successor holds it
+        yield from self._release(run)
+        return token
+
+    def _fetch_once(
+        self, ctx: FetchContext, run: _Run, base: Token | None, wait_until: float
+    ) -> Generator[Op, Any, tuple[Token, bool]]:
+        """One token request from ``base`` and its save: the token, and whether it is in the
+        store now (``False``: the save was refused, as a successor holds the lease or saved
+        after it)."""
+        clock = ctx.clock
+        assert run.owner is not None
         # No cap at the lease time: the lease is kept alive while the request runs (a request
         # cut at the lease time would be retried with a refresh token the server may have spent).
         run.fetch_ctx = dataclasses.replace(ctx, current=base)
-        if stored is not None and stored.fingerprint == ctx.rejected:
-            yield Delete(self._key, stored.fingerprint)
         keepalive = KeepAlive(
             self._key,
             run.owner,
             self.lease_time,
-            until=now + run.fetch_ctx.request_cap,
+            until=clock.monotonic() + run.fetch_ctx.request_cap,
         )
         try:
             fetched: Token = yield Fetch(run.fetch_ctx, keepalive)
@@ -511,16 +559,50 @@ class LeaseFetcher:
         token = with_expiry(fetched, ctx.policy)
         run.fetched = token
         ttl = record_ttl(token, wall=clock.time())
-        if ttl is None or ttl > 0:
-            generation = yield Save(self._key, token, ttl, run.owner, run.generation)
-            if generation is not None:
-                self._seen = max(self._seen, generation)
-                self._unsaved = self._unsaved_after = None
+        if ttl is not None and ttl <= 0:
+            return token, True  # nothing left to keep
+        generation = yield from self._save(ctx, run, token, ttl, wait_until)
+        if generation is None:
             # Refused: the lease ran out (this holder was frozen) and a successor holds it or
-            # saved after it. The successor's token is the newer one; this one is still handed
-            # out (its access token is good) but not kept as the newest.
-        yield from self._release(run)
-        return token
+            # saved after it. The successor's token is the newer one; this one may still be
+            # handed out (its access token is good) but is not kept as the newest.
+            return token, False
+        run.generation = generation  # the record this holder's next save replaces
+        self._seen = max(self._seen, generation)
+        self._unsaved = self._unsaved_after = None
+        return token, True
+
+    def _save(
+        self, ctx: FetchContext, run: _Run, token: Token, ttl: float | None, wait_until: float
+    ) -> Generator[Op, Any, int | None]:
+        """Save ``token`` while holding the lease: its generation, or ``None`` when refused.
+
+        A save that fails (the store is down for a moment) is tried again, the lease extended
+        first, for as long as the lease surely lasts (a third of it kept as margin) and callers
+        may wait. Only this fetcher knows the rotated refresh token until it is saved: were it
+        to let go of the lease, the next holder would refresh from the stored one, which is
+        spent. Raises StoreUnavailable when the store stays down.
+        """
+        clock = ctx.clock
+        assert run.owner is not None
+        attempt = 0
+        while True:
+            try:
+                if attempt:
+                    if not (yield Extend(self._key, run.owner, self.lease_time)):
+                        return None  # the lease ran out: a successor holds it
+                    run.held_until = clock.monotonic() + self.lease_time
+                generation: int | None = yield Save(
+                    self._key, token, ttl, run.owner, run.generation
+                )
+                return generation
+            except StoreUnavailable:
+                now = clock.monotonic()
+                until = min(wait_until, run.held_until - self.lease_time / 3)
+                if now >= until:
+                    raise
+                yield Sleep(self._poll(attempt, now, until))
+                attempt += 1
 
     def _load(self, ctx: FetchContext, run: _Run) -> Generator[Op, Any, Token | None]:
         """The stored token, or ``None`` when there is none, it cannot be read, or it is older
@@ -556,7 +638,7 @@ class LeaseFetcher:
 
     def fetch(self, ctx: FetchContext, source: TokenSource) -> Token:
         run = _Run()
-        flow = self._flow(ctx, run)
+        flow = self._flow(ctx, run, functools.partial(sends_refresh_token, source))
         reply: Any = None
         failure: Exception | None = None
         while True:
@@ -604,7 +686,7 @@ class LeaseFetcher:
 
     async def afetch(self, ctx: FetchContext, source: TokenSource) -> Token:
         run = _Run()
-        flow = self._flow(ctx, run)
+        flow = self._flow(ctx, run, functools.partial(sends_refresh_token, source))
         reply: Any = None
         failure: Exception | None = None
         while True:
