@@ -420,7 +420,9 @@ def run_phase(
                 idle_from = started + 0.6 * duration
                 window = [idle_from, idle_from + 2.5 * lifetime]
                 Path(f"{base.marker}.idle").write_text(json.dumps(window))
-            Path(f"{base.marker}.go").write_text(repr(ends_at))
+            # Whole or not at all: a worker that read a half-written file would die at once.
+            Path(f"{base.marker}.go.tmp").write_text(repr(ends_at))
+            os.replace(f"{base.marker}.go.tmp", f"{base.marker}.go")
 
             def at(fraction: float) -> None:
                 time.sleep(max(0.0, started + fraction * duration - time.time()))

@@ -42,5 +42,6 @@ def test_a_short_fleet_run_under_faults_presents_no_refresh_token_twice() -> Non
     assert len(rows) == 2, done.stdout + done.stderr[-2000:]
     assert done.returncode in (0, 1), done.stderr[-2000:]
     for row in rows:
-        phase, reused, revoked = row[0].strip(), int(row[1]), int(row[2])
+        phase, reused, revoked, calls = row[0].strip(), int(row[1]), int(row[2]), int(row[4])
+        assert calls > 0, f"{phase}: no worker made a call: {done.stdout}{done.stderr[-2000:]}"
         assert (reused, revoked) == (0, 0), f"{phase}: {done.stdout}"
