@@ -89,6 +89,44 @@ class TestDecisions:
             now = failure.not_before
         assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30]
 
+    def test_without_a_token_callers_retry_at_the_recovery_pace_however_long_it_failed(
+        self,
+    ) -> None:
+        """The unattended backoff grows; a caller with no usable token may start the next fetch
+        a recovery interval after the last failure, so the endpoint's return is seen at once."""
+        life = Lifecycle(ft.RefreshPolicy(recovery_interval=0.25))
+        now = MONO0
+        unattended = []
+        for _ in range(8):
+            assert life.next_action(now).action is Action.FETCH
+            failure = life.fetch_failed(RuntimeError("x"), now=now, draw=1.0)
+            assert failure.retry_at == pytest.approx(now + 0.3)
+            unattended.append(failure.not_before - now)
+            assert life.next_action(now + 0.29).action is Action.FAIL
+            now = failure.retry_at
+        assert unattended == [0.5, 1, 2, 4, 8, 16, 30, 30]
+
+    def test_the_recovery_pace_keeps_retry_after_and_the_cool_down(self) -> None:
+        life = Lifecycle(ft.RefreshPolicy())
+        life.next_action(MONO0)
+        failure = life.fetch_failed(
+            ft.TokenEndpointUnavailable("429", retry_after=7), now=MONO0, draw=0
+        )
+        assert failure.retry_at == failure.not_before == MONO0 + 7
+        life.next_action(failure.not_before)
+        failure = life.fetch_failed(ft.OAuthError("invalid_client"), now=MONO0 + 7, draw=0)
+        assert failure.retry_at == failure.not_before == MONO0 + 7 + 30
+
+    def test_a_refresh_that_fails_while_the_token_serves_backs_off_exponentially(self) -> None:
+        life = Lifecycle(ft.RefreshPolicy())
+        life.next_action(MONO0)
+        fetched(life)
+        assert life.next_action(MONO0 + 81).action is Action.USE_AND_REFRESH
+        assert not life.urgent(MONO0 + 81)
+        life.fetch_failed(ft.TokenEndpointUnavailable("down"), now=MONO0 + 81, draw=1.0)
+        assert life.next_action(MONO0 + 81.4).action is Action.USE  # 0.5 s, not 0.3 s
+        assert life.urgent(MONO0 + 95)  # past the hard deadline: callers wait
+
     def test_retry_after_is_honoured_up_to_the_cap(self) -> None:
         life = Lifecycle(ft.RefreshPolicy(max_retry_after=60))
         life.next_action(MONO0)
@@ -188,6 +226,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.in_flight = False
         self.serial = 0
         self.not_before = -1.0
+        self.retry_at = -1.0
         self.handed_out: ft.Token | None = None
 
     @rule(dt=st.floats(min_value=0, max_value=40))
@@ -204,16 +243,17 @@ class LifecycleMachine(RuleBasedStateMachine):
             # No token is handed out at or past its hard deadline.
             assert self.now < entry.hard_at
         if decision.action in (Action.FETCH, Action.USE_AND_REFRESH):
-            # At most one fetch in flight; none before the backoff has passed.
+            # At most one fetch in flight; none before the backoff has passed (the exponential
+            # one while a token serves, the recovery interval for callers who have none).
             assert not self.in_flight
-            assert self.now >= self.not_before
+            assert self.now >= (self.retry_at if not had_usable else self.not_before)
             self.in_flight = True
         if decision.action is Action.FETCH:
             assert not had_usable
         if decision.action is Action.WAIT:
             assert self.in_flight and not had_usable
         if decision.action is Action.FAIL:
-            assert not had_usable and self.now < self.not_before
+            assert not had_usable and self.now < self.retry_at
 
     @precondition(lambda self: self.in_flight)
     @rule(lifetime=st.floats(min_value=1, max_value=3600), draw=st.floats(0, 1))
@@ -225,6 +265,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         )
         self.in_flight = False
         self.not_before = -1.0
+        self.retry_at = -1.0
 
     @precondition(lambda self: self.in_flight)
     @rule(retryable=st.booleans(), draw=st.floats(0, 1))
@@ -236,7 +277,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         )
         failure = self.life.fetch_failed(error, now=self.now, draw=draw)
         assert failure.not_before > self.now
+        assert self.now < failure.retry_at <= failure.not_before
+        if retryable and not usable_before:
+            # Callers with no usable token see the endpoint's return within the recovery pace.
+            assert failure.retry_at - self.now <= 1.2 * self.life.policy.recovery_interval + 1e-9
         self.not_before = failure.not_before
+        self.retry_at = failure.retry_at
         self.in_flight = False
         # A failed refresh in the stale window keeps serving the still-valid token.
         if usable_before:

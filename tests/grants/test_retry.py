@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from email.utils import formatdate
 from typing import Any
 
@@ -12,6 +14,8 @@ import freshtoken as ft
 from freshtoken._oauth.http import HttpRequest, HttpResponse, Sleep, TransportFailure
 from freshtoken._oauth.retry import decide_retry, exchange, parse_retry_after
 from freshtoken.testing import AuthorizationServer, Fault
+
+from .conftest import context
 
 POLICY = ft.RefreshPolicy(backoff_initial=1.0, backoff_max=8.0, max_retry_after=60.0)
 NOW = 1_800_000_000.0
@@ -45,6 +49,7 @@ def decide(
     retry_after: float | None = None,
     deadline: float = 1000.0,
     max_attempts: int = 10,
+    urgent: bool = False,
 ) -> tuple[bool, float]:
     decision = decide_retry(
         attempts=attempts,
@@ -54,8 +59,25 @@ def decide(
         draw=draw,
         now=0.0,
         deadline=deadline,
+        urgent=urgent,
     )
     return decision.retry, decision.delay
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 5, 30])
+def test_an_urgent_fetch_retries_at_the_recovery_interval_however_many_attempts_failed(
+    attempts: int,
+) -> None:
+    """Callers with no usable token wait on an urgent fetch: no exponential growth."""
+    assert decide(attempts, draw=0.0, max_attempts=99, urgent=True) == (True, 0.25)
+    retry, delay = decide(attempts, draw=1.0, max_attempts=99, urgent=True)
+    assert retry and delay == pytest.approx(0.3)
+
+
+def test_an_urgent_fetch_still_honours_retry_after_and_its_deadline() -> None:
+    assert decide(1, retry_after=3.0, urgent=True) == (True, 3.0)
+    assert decide(1, draw=0.0, deadline=0.2, urgent=True) == (False, 0.25)
+    assert decide(10, draw=0.0, max_attempts=10, urgent=True) == (False, 0.25)
 
 
 def test_backoff_is_exponential_with_full_jitter() -> None:
@@ -260,3 +282,36 @@ def test_a_password_grant_whose_refresh_token_is_refused_signs_in_again_and_repo
     assert again.access_token != first.access_token
     assert by_grant == {"password": 2, "refresh_token": 2}
     assert [e.kind for e in events].count("refresh_token_refused") == 1
+
+
+@pytest.mark.parametrize(("urgent", "expected"), [(True, [0.25, 0.25]), (False, [0.5, 1.0])])
+def test_a_grant_paces_its_retries_by_whether_callers_wait_on_it(
+    urgent: bool, expected: list[float]
+) -> None:
+    """The manager marks a fetch urgent when no usable token exists (callers wait on it): its
+    retries then come at the recovery interval, not after a doubling backoff."""
+    grant = ft.ClientCredentials("https://as.example.com/token", "id", "secret")
+    ctx = replace(context(grant, policy=ft.RefreshPolicy()), urgent=urgent)
+    grant._random = _Draws(1.0 - 1e-12 if not urgent else 0.0)
+    steps = grant._flow(ctx)
+    assert isinstance(next(steps), HttpRequest)
+    sleeps = []
+    for _ in range(2):
+        step = steps.send(HttpResponse(503))
+        assert isinstance(step, Sleep)
+        sleeps.append(step.seconds)
+        assert isinstance(next(steps), HttpRequest)
+    assert sleeps == pytest.approx(expected)
+    with pytest.raises(ft.TokenEndpointUnavailable, match="gave up after 3 attempts"):
+        steps.send(HttpResponse(503))
+
+
+class _Draws(random.Random):
+    """A random source that always draws ``value`` (for exact delays)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value

@@ -150,3 +150,35 @@ def test_a_non_retryable_error_in_the_stale_window_also_keeps_the_token_in_servi
     assert tokens.get() is first
     assert kinds(events)[-2:] == ["failed", "served_stale"]
     assert source.calls == 2  # the cool-down stops a request per call
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_callers_without_a_token_see_the_endpoint_return_within_the_recovery_interval(
+    clock: FakeClock,
+    source: FlakySource,
+    fake_scheduler: Scheduler,
+    make_manager: Callable[..., ft.TokenManager],
+    background: bool,
+) -> None:
+    """2 s tokens (stale at 1.6 s, hard deadline at 1.9 s); the endpoint fails from 1.5 s to
+    3 s, so callers have no token from 1.9 s. However many failures the outage has piled up,
+    the first call after 3 s that can succeed does so within one recovery interval (0.25 s,
+    drawn up to 0.3 s), and no more than four token requests a second are sent meanwhile."""
+    source.lifetime = 2.0
+    tokens = make_manager(source, policy=NO_JITTER, background=background)
+    start = clock.monotonic()
+    tokens.prefetch()
+    scheduler = fake_scheduler if background else None
+    drive(clock, tokens, scheduler, until=start + 1.5, step=0.02)
+    source.failing = OUTAGE
+    before = source.calls
+    _, errors_down = drive(clock, tokens, scheduler, until=start + 3.0, step=0.02)
+    requests_down = source.calls - before
+    source.failing = None
+    returned = clock.monotonic()
+    seen, _ = drive(clock, tokens, scheduler, until=start + 3.5, step=0.02)
+    assert errors_down  # 1.1 s without a token: callers are told, not served the old one
+    assert requests_down <= 4 * 1.5 + 1
+    assert seen and seen[0] != "token-1"
+    first_success = start + 3.5 - 0.02 * len(seen)
+    assert first_success - returned <= 0.3 + 0.02

@@ -23,7 +23,8 @@ Invariants (checked by tests/test_lifecycle_machine.py with hypothesis):
 * at most one fetch is in flight (``next_action`` hands out FETCH / USE_AND_REFRESH only when none
   is, and marks one in flight when it does);
 * a failed refresh in the stale window keeps serving the still-valid token;
-* after a failure, no new fetch starts before the backoff has passed.
+* after a failure, no new fetch starts before the backoff has passed: the exponential one while
+  a usable token exists, the short recovery interval for callers who have none.
 """
 
 from __future__ import annotations
@@ -66,11 +67,18 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """The last failed fetch: its error, how many failed in a row, and when to try again."""
+    """The last failed fetch: its error, how many failed in a row, and when to try again.
+
+    ``not_before`` paces the retries nobody waits for (a refresh while the token still serves,
+    the background scheduler's wake-ups): exponential backoff. ``retry_at`` (never later) is when
+    a caller who has no usable token may start the next fetch: the policy's recovery interval,
+    because every such caller is failing until the endpoint's return is noticed.
+    """
 
     error: BaseException
     count: int
     not_before: float
+    retry_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +119,7 @@ class Lifecycle:
         if self.fetching:
             return Decision(Action.WAIT)
         failure = self.failure
-        if failure is not None and now < failure.not_before:
+        if failure is not None and now < failure.retry_at:
             return Decision(Action.FAIL, error=failure.error)
         self.fetching = True
         return Decision(Action.FETCH)
@@ -129,6 +137,12 @@ class Lifecycle:
         if entry is not None and entry.usable(now):
             return entry.hard_at
         return now + self.policy.max_wait
+
+    def urgent(self, now: float) -> bool:
+        """Whether a fetch starting now has callers waiting on it: no usable token exists, so
+        its retries come at the recovery interval (see :class:`~freshtoken.RefreshPolicy`)."""
+        entry = self.entry
+        return entry is None or not entry.usable(now)
 
     # -- reports from the driver --------------------------------------------------------------
 
@@ -233,10 +247,12 @@ class Lifecycle:
         count = (self.failure.count + 1) if self.failure is not None else 1
         if is_retryable(error):
             delay = self.policy.backoff(count, draw)
+            prompt = self.policy.recovery_delay(draw)
             if isinstance(error, TokenEndpointUnavailable) and error.retry_after is not None:
-                delay = max(delay, min(error.retry_after, self.policy.max_retry_after))
+                floor = min(error.retry_after, self.policy.max_retry_after)
+                delay, prompt = max(delay, floor), max(prompt, floor)
         else:
-            delay = self.policy.error_cooldown
+            delay = prompt = self.policy.error_cooldown
         not_before = now + delay
         entry = self.entry
         if entry is not None and entry.usable(now) and not_before > entry.hard_at:
@@ -247,7 +263,7 @@ class Lifecycle:
             # token is served and nobody waits for them.
             halfway = max(now + self.policy.backoff_initial, (now + entry.hard_at) / 2)
             not_before = min(halfway, entry.hard_at)
-        self.failure = Failure(error, count, not_before)
+        self.failure = Failure(error, count, not_before, min(now + prompt, not_before))
         return self.failure
 
 

@@ -25,6 +25,10 @@ golang.org/x/oauth2):
   at once does not refresh in lockstep.
 * Backoff after a failed fetch grows exponentially from 0.5 s to 30 s with jitter in [50 %, 100 %]
   of the step, so a failing endpoint sees a few requests, never one per call.
+* Except while callers have no usable token: then every one of them is failing or waiting, and
+  what matters is noticing the endpoint's return at once. Retries then come every 0.25 s (at most
+  four requests a second, one at a time), however long the outage has lasted; exponential backoff
+  is for the time the token still serves, or nobody asks for one.
 * After a non-retryable error (``invalid_client``...) callers get that error again for 30 s
   instead of sending a token request per call.
 """
@@ -82,6 +86,14 @@ class RefreshPolicy:
     ``backoff_initial``, ``backoff_max``
         Delay before trying again after the first failed fetch, doubling per consecutive failure
         up to ``backoff_max`` (0.5 s, 30 s); each delay is drawn in [50 %, 100 %] of the step.
+    ``recovery_interval``
+        While callers have no usable token (every one of them fails or waits), retries come this
+        often instead of backing off exponentially: within a fetch, and between fetches for the
+        next caller. Each delay is drawn in [100 %, 120 %] of it, so at most
+        ``1 / recovery_interval`` requests a second are sent, one at a time (per fleet with a
+        shared store), and the endpoint's return is noticed within about this long (0.25 s).
+        ``Retry-After`` still sets a floor. Retries that nobody waits for (the background
+        scheduler's, or a refresh while the token still serves) keep the exponential backoff.
     ``error_cooldown``
         After a non-retryable error (bad credentials, ``invalid_grant``...), how long callers are
         given the same error before another token request is tried (30 s).
@@ -103,6 +115,7 @@ class RefreshPolicy:
     default_lifetime: float = 3600.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    recovery_interval: float = 0.25
     error_cooldown: float = 30.0
     max_retry_after: float = 60.0
     max_wait: float = 30.0
@@ -122,6 +135,7 @@ class RefreshPolicy:
         _check("default_lifetime", self.default_lifetime, 1e-3, 10 * 365 * 86400)
         _check("backoff_initial", self.backoff_initial, 0.0)
         _check("backoff_max", self.backoff_max, self.backoff_initial)
+        _check("recovery_interval", self.recovery_interval, 0.01)
         _check("error_cooldown", self.error_cooldown, 0.0)
         _check("max_retry_after", self.max_retry_after, 0.0)
         _check("max_wait", self.max_wait, 0.0)
@@ -168,3 +182,8 @@ class RefreshPolicy:
         exponent = min(max(failures, 1) - 1, 60)
         step = min(self.backoff_max, self.backoff_initial * (2.0**exponent))
         return step * (0.5 + 0.5 * min(max(draw, 0.0), 1.0))
+
+    def recovery_delay(self, draw: float) -> float:
+        """Seconds between attempts while callers have no usable token (``recovery_interval``,
+        drawn in [100 %, 120 %] of it so that a fleet without a shared store spreads out)."""
+        return self.recovery_interval * (1.0 + 0.2 * min(max(draw, 0.0), 1.0))

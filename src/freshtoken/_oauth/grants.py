@@ -473,6 +473,7 @@ class _HttpGrant:
             max_attempts=self._max_attempts,
             draw=self._random.random,
             spends_credential=spends_credential,
+            urgent=ctx.urgent,
         )
         return self._parse(ctx, done.response, done.sent_at, sent)
 

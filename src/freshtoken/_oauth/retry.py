@@ -4,8 +4,11 @@ Retries inside one fetch cover what goes away by itself: connection errors, time
 429 and ``temporarily_unavailable``. The delay before attempt *n + 1* is drawn with *full jitter*
 (AWS architecture blog, "Exponential Backoff and Jitter"): uniformly in ``[0, step)`` with
 ``step = min(policy.backoff_max, policy.backoff_initial * 2 ** (n - 1))``, so a fleet that failed
-together does not come back together. A server's ``Retry-After`` (seconds or an HTTP-date) is a
-floor for the delay, honoured up to ``policy.max_retry_after``; asking for longer ends the fetch.
+together does not come back together. An *urgent* fetch (no usable token: its callers fail or wait
+until it succeeds) retries at ``policy.recovery_delay`` instead, so the endpoint's return is
+noticed within about ``policy.recovery_interval``. A server's ``Retry-After`` (seconds or an
+HTTP-date) is a floor for the delay, honoured up to ``policy.max_retry_after``; asking for longer
+ends the fetch.
 
 Retrying stops at the attempt limit, and whenever the next attempt could not start before the
 fetch's deadline (the current token's hard deadline, or ``policy.max_wait`` for callers that have
@@ -89,14 +92,19 @@ def decide_retry(
     draw: float,
     now: float,
     deadline: float,
+    urgent: bool = False,
 ) -> RetryDecision:
     """Decide after the ``attempts``-th failed attempt (1-based) at monotonic ``now``.
 
-    ``draw`` is a random number in ``[0, 1)`` chosen by the caller (full jitter).
+    ``draw`` is a random number in ``[0, 1)`` chosen by the caller (full jitter). ``urgent``:
+    callers have no usable token, so the delay is the policy's recovery delay.
     """
-    exponent = min(max(attempts, 1) - 1, 60)
-    step = min(policy.backoff_max, policy.backoff_initial * (2.0**exponent))
-    delay = step * min(max(draw, 0.0), 1.0)
+    if urgent:
+        delay = policy.recovery_delay(draw)
+    else:
+        exponent = min(max(attempts, 1) - 1, 60)
+        step = min(policy.backoff_max, policy.backoff_initial * (2.0**exponent))
+        delay = step * min(max(draw, 0.0), 1.0)
     if retry_after is not None:
         if retry_after > policy.max_retry_after:
             return RetryDecision(False, retry_after)
@@ -155,6 +163,7 @@ def exchange(
     draw: Callable[[], float],
     what: str = "token endpoint",
     spends_credential: bool = False,
+    urgent: bool = False,
 ) -> Generator[Step, Reply, Exchange]:
     """Send the request ``build()`` makes (a fresh one per attempt) until an answer that is not
     transient comes back; sleep between attempts as :func:`decide_retry` says.
@@ -168,6 +177,8 @@ def exchange(
     request is sent again once, at once, while the server may still honour it within a reuse
     grace window, and never after a second lost answer: looping would only present a spent
     token again and again, which servers punish by revoking the whole token family.
+
+    ``urgent``: callers have no usable token (see :func:`decide_retry`).
     """
     attempts = 0
     lost = 0
@@ -202,6 +213,7 @@ def exchange(
             draw=draw(),
             now=clock_monotonic(),
             deadline=deadline,
+            urgent=urgent,
         )
         if not decision.retry:
             if retry_after is not None and retry_after > policy.max_retry_after:

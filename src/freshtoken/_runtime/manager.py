@@ -300,7 +300,11 @@ class TokenManager:
                 action = decision.action
                 if action is Action.FETCH or action is Action.USE_AND_REFRESH:
                     self._flight = Flight()
-                    ctx = self._context(self._life.fetch_deadline(now), now + self._policy.max_wait)
+                    ctx = self._context(
+                        self._life.fetch_deadline(now),
+                        now + self._policy.max_wait,
+                        urgent=self._life.urgent(now),
+                    )
                 flight = self._flight
             if action is Action.USE:
                 return cast(Token, decision.token)
@@ -352,7 +356,9 @@ class TokenManager:
         self._flight = None
         return True
 
-    def _context(self, deadline: float, request_deadline: float) -> FetchContext:
+    def _context(
+        self, deadline: float, request_deadline: float, *, urgent: bool = False
+    ) -> FetchContext:
         return FetchContext(
             clock=self._clock,
             policy=self._policy,
@@ -365,6 +371,7 @@ class TokenManager:
             rejected=self._rejected,
             rejected_at=self._rejected_at,
             request_deadline=request_deadline,
+            urgent=urgent,
         )
 
     # -- sync driver ----------------------------------------------------------------------------

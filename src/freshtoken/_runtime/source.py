@@ -76,6 +76,9 @@ class FetchContext:
         ``deadline``: no new attempt or sleep starts after ``deadline`` (the hard deadline while
         the current token is usable), but cutting a request in flight there would only turn a
         slow answer into a failure for the callers now waiting on it.
+    ``urgent``
+        No usable token exists: callers fail or wait until this fetch succeeds, so its retries
+        come at ``policy.recovery_interval`` rather than backing off exponentially.
     """
 
     clock: Clock
@@ -89,6 +92,7 @@ class FetchContext:
     rejected: str | None = None
     request_deadline: float | None = None
     rejected_at: float | None = None
+    urgent: bool = False
 
     @property
     def request_cap(self) -> float:
