@@ -24,7 +24,7 @@ from ._core.errors import (
 from ._core.events import Event, LoggingEvents
 from ._core.policy import RefreshPolicy
 from ._core.token import Token
-from ._oauth.client_auth import ClientSecretJWT, PrivateKeyJWT
+from ._oauth.client_auth import ClientAssertion, ClientSecretJWT, PrivateKeyJWT
 from ._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
@@ -36,6 +36,7 @@ from ._runtime.clock import Clock, SystemClock
 from ._runtime.decorators import authenticated
 from ._runtime.manager import TokenManager
 from ._runtime.source import FetchContext, FunctionSource, TokenSource
+from ._runtime.tokenfile import TokenFile
 from ._stores.filestore import FileStore
 from ._stores.memorystore import MemoryStore
 from ._stores.store import SharedFetcher, Store
@@ -43,6 +44,7 @@ from ._stores.store import SharedFetcher, Store
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClientAssertion",
     "ClientCredentials",
     "ClientSecretJWT",
     "Clock",
@@ -66,6 +68,7 @@ __all__ = [
     "Token",
     "TokenEndpointUnavailable",
     "TokenExchange",
+    "TokenFile",
     "TokenManager",
     "TokenRequestError",
     "TokenResponseError",

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 from urllib.parse import quote_plus
@@ -26,11 +26,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from freshtoken._core.errors import ConfigurationError
+from freshtoken._core.errors import ConfigurationError, FreshTokenError, TokenRequestError
+from freshtoken._core.events import describe_error
+from freshtoken._runtime.source import callable_name, unidentified_input
+from freshtoken._runtime.tokenfile import TokenFile
 
 __all__ = [
     "ASSERTION_TYPE",
     "AuthMethod",
+    "ClientAssertion",
     "ClientAuth",
     "ClientSecretJWT",
     "PrivateKeyJWT",
@@ -172,8 +176,78 @@ class PrivateKeyJWT:
         return f"PrivateKeyJWT(algorithm={self.algorithm!r}, key_id={self.key_id!r})"
 
 
+AssertionSource: TypeAlias = str | Callable[[], str]
+
+
+class ClientAssertion:
+    """RFC 7523 §2.2 client authentication with an assertion the client did not sign itself.
+
+    ``ClientAssertion(source)``: each token request carries
+    ``client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`` and
+    ``client_assertion=<the source's current value>``, plus ``client_id`` when the grant has one:
+    the shape of Entra ID workload identity, where the assertion is the platform's token (a
+    Kubernetes projected service-account token). ``source`` is a :class:`~freshtoken.TokenFile`,
+    a string, or a callable returning one (called per request; a callable other than a plain
+    module-level function needs the grant's ``key=`` for a shared store).
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: AssertionSource) -> None:
+        if not (isinstance(source, str) and source) and not callable(source):
+            raise ConfigurationError(
+                "ClientAssertion needs a TokenFile, a non-empty string or a callable returning one"
+            )
+        self._source = source
+
+    def __repr__(self) -> str:
+        shown = repr(self._source) if isinstance(self._source, TokenFile) else "..."
+        return f"ClientAssertion({shown})"
+
+    @property
+    def identity(self) -> str:
+        """What names the assertion's principal in a store key (never the assertion itself)."""
+        source = self._source
+        if isinstance(source, TokenFile):
+            return source.key
+        if isinstance(source, str):
+            return "sha256:" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"callable:{callable_name(source)}"
+
+    @property
+    def unidentified(self) -> str | None:
+        """What of the source a derived key cannot tell apart (see ``require_identity``)."""
+        if isinstance(self._source, TokenFile | str):
+            return None
+        return unidentified_input("client assertion callable", self._source)
+
+    def value(self) -> str:
+        """The assertion to send now (TokenRequestError when the callable fails)."""
+        source = self._source
+        if isinstance(source, str):
+            return source
+        try:
+            result = source()
+        except FreshTokenError:
+            raise
+        except Exception as error:
+            raise TokenRequestError(
+                f"the client assertion callable {callable_name(source)} raised "
+                f"{describe_error(error)}"
+            ) from error
+        if not isinstance(result, str) or not result:
+            raise TokenRequestError(
+                f"the client assertion callable {callable_name(source)} returned "
+                f"{type(result).__name__}, not a non-empty string"
+            )
+        return result
+
+
 AuthMethod: TypeAlias = (
-    Literal["client_secret_basic", "client_secret_post", "none"] | ClientSecretJWT | PrivateKeyJWT
+    Literal["client_secret_basic", "client_secret_post", "none"]
+    | ClientSecretJWT
+    | PrivateKeyJWT
+    | ClientAssertion
 )
 
 
@@ -195,16 +269,28 @@ class ClientAuth:
         name: str,
         client_id: str | None,
         secret: str | None,
-        method: ClientSecretJWT | PrivateKeyJWT | None,
+        method: ClientSecretJWT | PrivateKeyJWT | ClientAssertion | None,
     ) -> None:
         self.name = name
         self._client_id = client_id
         self._secret = secret
         self._method = method
-        self._jwt_audience = None if method is None else method.audience
+        self._jwt_audience = (
+            None if method is None or isinstance(method, ClientAssertion) else method.audience
+        )
 
     def __repr__(self) -> str:
         return f"ClientAuth({self.name!r})"
+
+    @property
+    def identity(self) -> str | None:
+        """The assertion source's identity for ``ClientAssertion``, else ``None``."""
+        return self._method.identity if isinstance(self._method, ClientAssertion) else None
+
+    @property
+    def unidentified(self) -> str | None:
+        """For ``ClientAssertion``: what its source's name cannot tell apart, else ``None``."""
+        return self._method.unidentified if isinstance(self._method, ClientAssertion) else None
 
     def secrets(self) -> tuple[str, ...]:
         """The secret this method holds, if any: never sent in the clear by
@@ -226,6 +312,16 @@ class ClientAuth:
             return Credentials({}, () if client_id is None else (("client_id", client_id),))
         if self.name == "anonymous":
             return Credentials({}, ())
+        if isinstance(self._method, ClientAssertion):
+            fields = () if client_id is None else (("client_id", client_id),)
+            return Credentials(
+                {},
+                (
+                    *fields,
+                    ("client_assertion_type", ASSERTION_TYPE),
+                    ("client_assertion", self._method.value()),
+                ),
+            )
         assert client_id is not None
         assertion = self._assertion(client_id, self._jwt_audience or token_url, now)
         return Credentials(
@@ -281,6 +377,10 @@ def resolve_auth(
         raise ConfigurationError("client_id must be a non-empty string")
     if client_secret is not None and (not isinstance(client_secret, str) or not client_secret):
         raise ConfigurationError("client_secret must be a non-empty string")
+    if isinstance(auth, ClientAssertion):
+        if client_secret is not None:
+            raise ConfigurationError("ClientAssertion sends no secret; drop client_secret")
+        return ClientAuth("client_assertion", client_id, None, auth)
     if client_id is None:
         if required:
             raise ConfigurationError("client_id is required")
@@ -310,5 +410,6 @@ def resolve_auth(
     shown = repr(auth) if named else type(auth).__name__
     raise ConfigurationError(
         f"auth={shown} is not a client authentication method; use 'client_secret_basic', "
-        "'client_secret_post', 'none', ClientSecretJWT(...) or PrivateKeyJWT(...)"
+        "'client_secret_post', 'none', ClientSecretJWT(...), PrivateKeyJWT(...) or "
+        "ClientAssertion(...)"
     )

@@ -37,6 +37,7 @@ from freshtoken._core.events import Event, describe_error
 from freshtoken._core.token import Token, parse_token_response
 from freshtoken._runtime.forksafe import fork_safe_lock
 from freshtoken._runtime.source import FetchContext, callable_name, check_key, unidentified_input
+from freshtoken._runtime.tokenfile import TokenFile
 
 from .client_auth import AuthMethod, ClientAuth, resolve_auth
 from .discovery import check_url, discover
@@ -321,7 +322,11 @@ class _HttpGrant:
         ``key=`` was given): see :func:`~freshtoken._runtime.source.require_identity`."""
         if self._custom_key is not None:
             return None
+        if self._auth.unidentified is not None:
+            return self._auth.unidentified
         for name, value in self._inputs().items():
+            if isinstance(value, TokenFile):
+                continue  # named by its path
             problem = unidentified_input(f"{name} callable", value)
             if problem is not None:
                 return problem
@@ -347,6 +352,8 @@ class _HttpGrant:
             "params": [list(pair) for pair in self._params],
             **self._identity(),
         }
+        if self._auth.identity is not None:
+            material["client_assertion"] = self._auth.identity
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         short = self.grant_type.rsplit(":", 1)[-1]
         return f"v1:{short}:{_digest(blob)[:32]}"
@@ -531,6 +538,8 @@ def _call(value: StringOrCallable, name: str) -> str:
 
 
 def _identity_of(value: StringOrCallable) -> str:
+    if isinstance(value, TokenFile):
+        return value.key
     return f"callable:{callable_name(value)}" if callable(value) else f"sha256:{_digest(value)}"
 
 
