@@ -25,6 +25,7 @@ from ._core.events import Event, LoggingEvents
 from ._core.policy import RefreshPolicy
 from ._core.token import Token
 from ._oauth.client_auth import ClientAssertion, ClientSecretJWT, PrivateKeyJWT
+from ._oauth.github_oidc import GitHubActionsOIDC
 from ._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
@@ -54,6 +55,7 @@ __all__ = [
     "FileStore",
     "FreshTokenError",
     "FunctionSource",
+    "GitHubActionsOIDC",
     "JWTBearerGrant",
     "LoggingEvents",
     "MemoryStore",

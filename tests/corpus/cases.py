@@ -761,6 +761,56 @@ cli_case("serve-port-word", ["serve", "--port", "eighty"], 2)
 cli_case("demo-duration-word", ["demo", "--duration", "long"], 2)
 
 
+# -- credential_file: what a platform may leave in a token file -----------------------------------
+# Bytes written where ``ft.TokenFile`` reads, read as a grant reads it (calling it). A bad file
+# is a ConfigurationError naming the path and what was wrong, never quoting the content.
+
+CF = "credential_file"
+PLATFORM_TOKEN = f"eyJhbGciOiJFUzI1NiJ9.{MARK}-platform-token.sig"
+
+
+def file_case(id: str, data: bytes, raises: type[BaseException] | None = None, **rest: Any) -> None:
+    case(CF, id, data, raises, **rest)
+
+
+file_case("empty", b"", ft.ConfigurationError, message="is empty")
+file_case("whitespace-only", b" \n\t\r\n ", ft.ConfigurationError, message="is empty")
+file_case(
+    "not-utf8", b"\xff\xfe" + MARK.encode() + b"\x80", ft.ConfigurationError, message="not UTF-8"
+)
+file_case(
+    "latin1-secret",
+    f"caf\u00e9-{MARK}".encode("latin-1"),
+    ft.ConfigurationError,
+    message="not UTF-8",
+)
+file_case(
+    "oversized",
+    (MARK * 12_000).encode(),
+    ft.ConfigurationError,
+    message="larger than 65536 bytes",
+)
+file_case("trailing-newline", PLATFORM_TOKEN.encode() + b"\n", value={"text": PLATFORM_TOKEN})
+file_case(
+    "crlf-and-spaces", b"  " + PLATFORM_TOKEN.encode() + b"\r\n", value={"text": PLATFORM_TOKEN}
+)
+file_case("utf8-bom", b"\xef\xbb\xbf" + PLATFORM_TOKEN.encode(), value={"text": PLATFORM_TOKEN})
+file_case(
+    "two-lines",
+    PLATFORM_TOKEN.encode() + b"\n" + PLATFORM_TOKEN.encode(),
+    ft.ConfigurationError,
+    message="more than one line",
+)
+file_case("nul-byte", PLATFORM_TOKEN.encode() + b"\x00x", ft.ConfigurationError, message="control")
+file_case(
+    "escape-sequence",
+    b"\x1b[2J" + PLATFORM_TOKEN.encode(),
+    ft.ConfigurationError,
+    message="control",
+)
+file_case("bom-only", b"\xef\xbb\xbf\n", ft.ConfigurationError, message="is empty")
+
+
 CATEGORIES: tuple[str, ...] = (
     TR,
     "jwt",
@@ -773,6 +823,7 @@ CATEGORIES: tuple[str, ...] = (
     RS,
     CL,
     "callable_identity",
+    CF,
 )
 
 

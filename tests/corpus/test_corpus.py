@@ -444,6 +444,19 @@ def test_the_secret_check_catches_a_leak() -> None:
         assert_no_secret(texts_of(chained), case)
 
 
+# -- credential_file: TokenFile on bytes the platform left ----------------------------------------
+
+
+@ids("credential_file")
+def test_credential_file_case(case: Case, tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(case.input)
+    source = ft.TokenFile(path)
+    outcome = check(case, lambda: len(source()))  # the text itself is the secret: not checked
+    if not isinstance(outcome, BaseException):
+        assert source() == case.value["text"]
+
+
 # -- the docs table stays in step with the corpus ------------------------------------------------
 
 

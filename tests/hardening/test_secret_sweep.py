@@ -219,6 +219,7 @@ def test_no_secret_reaches_a_log_repr_message_traceback_cli_output_or_store(
     server: AuthorizationServer,
     redis_port: int | None,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sweep = Sweep()
     wire = Wire()
@@ -229,7 +230,7 @@ def test_no_secret_reaches_a_log_repr_message_traceback_cli_output_or_store(
     root.setLevel(logging.DEBUG)
     sync_http = httpx.Client(transport=SyncRecorder(wire), timeout=10)
     try:
-        run_every_path(sweep, wire, server, sync_http, redis_port, tmp_path)
+        run_every_path(sweep, wire, server, sync_http, redis_port, tmp_path, monkeypatch)
     finally:
         sync_http.close()
         root.removeHandler(capture)
@@ -286,6 +287,7 @@ def run_every_path(
     sync_http: httpx.Client,
     redis_port: int | None,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     basic_secret = distinctive("basic")
     post_secret = distinctive("post")
@@ -384,6 +386,8 @@ def run_every_path(
     )
     with manager(exchange) as tokens:
         sweep.touch("token", tokens.get())
+
+    run_workload_paths(sweep, server, manager, tmp_path, monkeypatch)
 
     sweep.path("ConfigurationError (callable identities that need key=, then key=)")
     bound_subject = functools.partial(str, subject)  # the subject token, bound into a partial
@@ -724,6 +728,82 @@ def run_every_path(
 
     # -- the CLI, in a subprocess -----------------------------------------------------------------
     run_cli_paths(sweep, server, basic_secret, tmp_path)
+
+
+def run_workload_paths(
+    sweep: Sweep,
+    server: AuthorizationServer,
+    manager: Callable[..., ft.TokenManager],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Platform credentials: a token file (as assertion, as client assertion, missing), and the
+    GitHub Actions runner's ID token with its request token (as subject token, and refused)."""
+    from tests.workload.github_runner import ISSUER, REQUEST_TOKEN, serve_runner
+    from tests.workload.test_tokenfile import platform_token
+
+    platform = "https://kubelet.sweep.example"
+    kubelet_key = ec.generate_private_key(ec.SECP256R1())
+    server.add_issuer(platform, kubelet_key.public_key())
+    account = "system:serviceaccount:sweep:api"
+    federated = server.add_client(
+        "sweep-federated",
+        auth_methods="private_key_jwt",
+        federated_credentials=[(platform, account)],
+    )
+    file = tmp_path / "projected-token"
+
+    def project(sub: str) -> str:
+        token = platform_token(
+            kubelet_key, iss=platform, sub=sub, aud=server.token_url, now=time.time()
+        )
+        sweep.configured.add(token)
+        file.write_text(token + "\n", encoding="utf-8")
+        return token
+
+    sweep.path("TokenFile as a JWT-bearer assertion")
+    project("workload")
+    source = ft.TokenFile(file)
+    with manager(ft.JWTBearerGrant(server.token_url, source)) as tokens:
+        sweep.touch("token", source, tokens.get())
+    sweep.path("TokenFile as a federated client assertion")
+    project(account)
+    grant = ft.ClientCredentials(
+        server.token_url, federated.client_id, auth=ft.ClientAssertion(ft.TokenFile(file))
+    )
+    with manager(grant) as tokens:
+        sweep.touch("token", grant, tokens.get())
+    sweep.path("TokenFile refused: wrong subject, then missing and empty files")
+    project("system:serviceaccount:sweep:intruder")
+    with manager(grant) as tokens:
+        sweep.expect("OAuthError", ft.OAuthError, tokens.get)
+    file.write_text("  \n", encoding="utf-8")
+    sweep.expect("ConfigurationError", ft.ConfigurationError, ft.TokenFile(file))
+    sweep.expect("ConfigurationError", ft.ConfigurationError, ft.TokenFile(tmp_path / "absent"))
+
+    sweep.path("GitHubActionsOIDC as a subject token; its request token refused")
+    sweep.configured.add(REQUEST_TOKEN)
+    runner = serve_runner(monkeypatch)
+    state = next(runner)
+    try:
+        server.add_issuer(ISSUER, state.public_key)
+        github = ft.GitHubActionsOIDC(audience=server.token_url)
+        exchange = ft.TokenExchange(
+            server.token_url, github, "id_token", "sweep-post", None, key="gh:sweep"
+        )
+        sweep.touch("source", github, exchange)
+        id_token = github()
+        sweep.configured.add(id_token)
+        state.answers.append((401, b'{"message": "Bad credentials"}'))
+        sweep.expect("ConfigurationError", ft.ConfigurationError, ft.GitHubActionsOIDC("x"))
+        state.answers.append((500, b"{}"))
+        state.answers.append((500, b"{}"))
+        state.answers.append((500, b"{}"))
+        sweep.expect("TokenEndpointUnavailable", ft.FreshTokenError, ft.GitHubActionsOIDC("y"))
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN + " x")
+        sweep.expect("ConfigurationError", ft.ConfigurationError, ft.GitHubActionsOIDC("z"))
+    finally:
+        runner.close()
 
 
 def run_cli_paths(sweep: Sweep, server: AuthorizationServer, secret: str, tmp_path: Path) -> None:

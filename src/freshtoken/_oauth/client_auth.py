@@ -28,8 +28,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from freshtoken._core.errors import ConfigurationError, FreshTokenError, TokenRequestError
 from freshtoken._core.events import describe_error
+from freshtoken._runtime.credential import NamedCredential
 from freshtoken._runtime.source import callable_name, unidentified_input
-from freshtoken._runtime.tokenfile import TokenFile
 
 __all__ = [
     "ASSERTION_TYPE",
@@ -201,14 +201,19 @@ class ClientAssertion:
         self._source = source
 
     def __repr__(self) -> str:
-        shown = repr(self._source) if isinstance(self._source, TokenFile) else "..."
+        shown = repr(self._source) if isinstance(self._source, NamedCredential) else "..."
         return f"ClientAssertion({shown})"
+
+    @property
+    def source(self) -> AssertionSource:
+        """Where the assertion comes from (as given)."""
+        return self._source
 
     @property
     def identity(self) -> str:
         """What names the assertion's principal in a store key (never the assertion itself)."""
         source = self._source
-        if isinstance(source, TokenFile):
+        if isinstance(source, NamedCredential):
             return source.key
         if isinstance(source, str):
             return "sha256:" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
@@ -217,7 +222,7 @@ class ClientAssertion:
     @property
     def unidentified(self) -> str | None:
         """What of the source a derived key cannot tell apart (see ``require_identity``)."""
-        if isinstance(self._source, TokenFile | str):
+        if isinstance(self._source, NamedCredential | str):
             return None
         return unidentified_input("client assertion callable", self._source)
 
@@ -291,6 +296,11 @@ class ClientAuth:
     def unidentified(self) -> str | None:
         """For ``ClientAssertion``: what its source's name cannot tell apart, else ``None``."""
         return self._method.unidentified if isinstance(self._method, ClientAssertion) else None
+
+    @property
+    def source(self) -> object:
+        """The ``ClientAssertion``'s source (a credential the grant may prepare), else ``None``."""
+        return self._method.source if isinstance(self._method, ClientAssertion) else None
 
     def secrets(self) -> tuple[str, ...]:
         """The secret this method holds, if any: never sent in the clear by

@@ -35,12 +35,13 @@ from freshtoken._core.errors import (
 )
 from freshtoken._core.events import Event, describe_error
 from freshtoken._core.token import Token, parse_token_response
+from freshtoken._runtime.credential import NamedCredential
 from freshtoken._runtime.forksafe import fork_safe_lock
 from freshtoken._runtime.source import FetchContext, callable_name, check_key, unidentified_input
-from freshtoken._runtime.tokenfile import TokenFile
 
 from .client_auth import AuthMethod, ClientAuth, resolve_auth
 from .discovery import check_url, discover
+from .github_oidc import GitHubActionsOIDC
 from .http import HttpRequest, HttpResponse, Reply, Step, safe_url
 from .response import describe_body, is_json, read_json, server_date
 from .retry import DEFAULT_MAX_ATTEMPTS, exchange
@@ -325,7 +326,7 @@ class _HttpGrant:
         if self._auth.unidentified is not None:
             return self._auth.unidentified
         for name, value in self._inputs().items():
-            if isinstance(value, TokenFile):
+            if isinstance(value, NamedCredential):
                 continue  # named by its path
             problem = unidentified_input(f"{name} callable", value)
             if problem is not None:
@@ -417,7 +418,15 @@ class _HttpGrant:
                 max_attempts=self._max_attempts,
                 draw=self._random.random,
             )
+        yield from self._prepare_credentials(ctx)
         return (yield from self._obtain(ctx, token_url))
+
+    def _prepare_credentials(self, ctx: FetchContext) -> Generator[Step, Reply, None]:
+        """Fetch, as part of this flow, the platform credentials the request will carry that
+        come over HTTP (a GitHub Actions ID token), so building the request needs no I/O."""
+        for value in (*self._inputs().values(), self._auth.source):
+            if isinstance(value, GitHubActionsOIDC):
+                yield from value.prepare(ctx)
 
     def _obtain(self, ctx: FetchContext, token_url: str) -> Flow:
         """The grant's conversation; most grants send one request (with retries)."""
@@ -538,7 +547,7 @@ def _call(value: StringOrCallable, name: str) -> str:
 
 
 def _identity_of(value: StringOrCallable) -> str:
-    if isinstance(value, TokenFile):
+    if isinstance(value, NamedCredential):
         return value.key
     return f"callable:{callable_name(value)}" if callable(value) else f"sha256:{_digest(value)}"
 

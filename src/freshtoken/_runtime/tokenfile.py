@@ -17,6 +17,7 @@ from pathlib import Path
 from freshtoken._core.errors import ConfigurationError
 from freshtoken._core.token import Token, parse_token_response
 
+from .credential import NamedCredential
 from .forksafe import fork_safe_lock
 from .source import FetchContext
 
@@ -29,20 +30,26 @@ _Stamp = tuple[int, int, int, int, str]
 
 
 def decode_credential(data: bytes, where: str) -> str:
-    """The credential text of a file's bytes: UTF-8, surrounding whitespace stripped, non-empty.
+    """The credential text of a file's bytes: UTF-8 (a leading BOM dropped), surrounding
+    whitespace stripped, non-empty, one line of printable characters.
 
     Errors name ``where`` and what was wrong, never the content (it is a secret)."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark is an editor's, not the token's
     except UnicodeDecodeError:
         raise ConfigurationError(f"the token file {where} is not UTF-8 text") from None
     text = text.strip()
     if not text:
         raise ConfigurationError(f"the token file {where} is empty")
+    if "\n" in text or "\r" in text:
+        # a token is one line: two are a file appended to, or two credentials concatenated
+        raise ConfigurationError(f"the token file {where} holds more than one line")
+    if not text.isprintable():
+        raise ConfigurationError(f"the token file {where} holds control characters")
     return text
 
 
-class TokenFile:
+class TokenFile(NamedCredential):
     """``TokenFile(path)``: a token or assertion in a file, re-read only when the file changed.
 
     Use it as a token source (``TokenManager(TokenFile(path))``: the file holds an access token;

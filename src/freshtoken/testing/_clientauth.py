@@ -207,6 +207,9 @@ class ClientAuthenticator:
         algorithm = header.get("alg")
         method: AuthMethod = "client_secret_jwt" if algorithm == "HS256" else "private_key_jwt"
         record = self._lookup(client_id, method, basic=False)
+        federation = (claimed.get("iss"), claimed.get("sub"))
+        if federation in record.client.federated_credentials:
+            return self._federated(record, assertion, federation[0])
         key: Any
         if method == "client_secret_jwt":
             key, algorithms = (record.client.client_secret or "").encode(), ["HS256"]
@@ -228,6 +231,26 @@ class ClientAuthenticator:
         assert isinstance(jti, str)
         self._remember_jti(client_id, jti, float(claims["exp"]), now)
         return Authenticated(record, method)
+
+    def _federated(
+        self, record: ClientRecord, assertion: str, issuer_name: object
+    ) -> Authenticated:
+        """A platform's token (Kubernetes, GitHub Actions) standing for the client: signed by a
+        trusted issuer, its ``(iss, sub)`` registered for the client. Replays are the platform's
+        concern (its token is reused until it expires), so no jti is remembered."""
+        issuer = self._registry.issuer(issuer_name) if isinstance(issuer_name, str) else None
+        if issuer is None:
+            raise invalid_client("client_assertion issuer is not trusted", basic=False)
+        try:
+            claims = verify_signature(assertion, issuer.key, list(issuer.algorithms))
+        except jwt.InvalidTokenError:
+            raise invalid_client("client_assertion signature is invalid", basic=False) from None
+        problem = check_assertion_claims(
+            claims, audiences=self._audiences(), now=self._clock.time()
+        )
+        if problem is not None:
+            raise invalid_client(problem.replace("assertion", "client_assertion", 1), basic=False)
+        return Authenticated(record, "private_key_jwt")
 
     def _remember_jti(self, client_id: str, jti: str, exp: float, now: float) -> None:
         """RFC 7523 §3 item 7: each assertion is usable once (until it expires)."""

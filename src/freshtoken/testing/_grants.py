@@ -36,6 +36,7 @@ __all__ = ["TokenEndpoint", "ACCESS_TOKEN_TYPE", "JWT_TOKEN_TYPE"]
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 #: RFC 6749 §3.2: parameters must not repeat, except these (RFC 8707 and RFC 8693).
 _REPEATABLE = frozenset({"resource", "audience"})
 
@@ -269,36 +270,42 @@ class TokenEndpoint:
     def _jwt_bearer(self, client: Authenticated | None, form: Form) -> _Grant:
         assertion = _one(form, "assertion", required=True)
         assert assertion is not None
-        try:
-            issuer_name = unverified_claims(assertion).get("iss")
-        except jwt.InvalidTokenError:
-            raise OAuthError("invalid_grant", "assertion is not a JWT") from None
-        issuer = self._registry.issuer(issuer_name) if isinstance(issuer_name, str) else None
-        if issuer is None:
-            raise OAuthError("invalid_grant", "assertion issuer is not trusted")
-        try:
-            claims = verify_signature(assertion, issuer.key, list(issuer.algorithms))
-        except jwt.InvalidTokenError:
-            raise OAuthError("invalid_grant", "assertion signature is invalid") from None
-        problem = check_assertion_claims(
-            claims, audiences=self._audiences(), now=self._store.clock.time()
-        )
-        if problem is not None:
-            raise OAuthError("invalid_grant", problem)
+        claims, issuer_name = self._trusted_assertion(assertion, "assertion")
         registered = None if client is None else client.record.client
         return _Grant(
             sub=claims["sub"],
             scope=self._scope(registered, form),
             audience=self._audience(form),
-            client_id=issuer.issuer,
+            client_id=issuer_name,
         )
+
+    def _trusted_assertion(self, assertion: str, what: str) -> tuple[dict[str, Any], str]:
+        """The claims of a JWT from an issuer trusted with ``add_issuer`` (federation), and the
+        issuer; ``invalid_grant`` naming ``what`` was wrong otherwise."""
+        try:
+            issuer_name = unverified_claims(assertion).get("iss")
+        except jwt.InvalidTokenError:
+            raise OAuthError("invalid_grant", f"{what} is not a JWT") from None
+        issuer = self._registry.issuer(issuer_name) if isinstance(issuer_name, str) else None
+        if issuer is None:
+            raise OAuthError("invalid_grant", f"{what} issuer is not trusted")
+        try:
+            claims = verify_signature(assertion, issuer.key, list(issuer.algorithms))
+        except jwt.InvalidTokenError:
+            raise OAuthError("invalid_grant", f"{what} signature is invalid") from None
+        problem = check_assertion_claims(
+            claims, audiences=self._audiences(), now=self._store.clock.time()
+        )
+        if problem is not None:
+            raise OAuthError("invalid_grant", problem.replace("assertion", what, 1))
+        return claims, issuer.issuer
 
     def _token_exchange(self, client: Authenticated | None, form: Form) -> _Grant:
         assert client is not None
         subject_token = _one(form, "subject_token", required=True)
         subject_type = _one(form, "subject_token_type", required=True)
         assert subject_token is not None
-        if subject_type not in (ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE):
+        if subject_type not in (ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, ID_TOKEN_TYPE):
             raise OAuthError("invalid_request", f"unsupported subject_token_type {subject_type}")
         requested = _one(form, "requested_token_type")
         if requested not in (None, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE):
@@ -306,11 +313,15 @@ class TokenEndpoint:
         try:
             subject = self._store.key.verify(subject_token)
         except jwt.InvalidTokenError:
-            raise OAuthError("invalid_grant", "subject_token was not issued here") from None
-        if self._store.clock.time() >= subject["exp"]:
-            raise OAuthError("invalid_grant", "subject_token has expired")
-        if self._store.access_revoked(subject["jti"]):
-            raise OAuthError("invalid_grant", "subject_token has been revoked")
+            if subject_type == ACCESS_TOKEN_TYPE:
+                raise OAuthError("invalid_grant", "subject_token was not issued here") from None
+            # A JWT or ID token from a trusted issuer: workload identity federation.
+            subject, _ = self._trusted_assertion(subject_token, "subject_token")
+        else:
+            if self._store.clock.time() >= subject["exp"]:
+                raise OAuthError("invalid_grant", "subject_token has expired")
+            if self._store.access_revoked(subject["jti"]):
+                raise OAuthError("invalid_grant", "subject_token has been revoked")
         registered = client.record.client
         return _Grant(
             sub=subject["sub"],

@@ -57,6 +57,7 @@ class Client:
     refresh_tokens: bool = False
     public_key: str | None = field(default=None, repr=False)
     private_key: str | None = field(default=None, repr=False)
+    federated_credentials: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class Client:
             "refresh_tokens": self.refresh_tokens,
             "public_key": self.public_key,
             "private_key": self.private_key,
+            "federated_credentials": [list(pair) for pair in self.federated_credentials],
         }
 
     @classmethod
@@ -84,6 +86,10 @@ class Client:
             refresh_tokens=bool(data.get("refresh_tokens")),
             public_key=data.get("public_key"),
             private_key=data.get("private_key"),
+            federated_credentials=tuple(
+                (str(issuer), str(subject))
+                for issuer, subject in data.get("federated_credentials") or ()
+            ),
         )
 
 
@@ -98,6 +104,7 @@ def make_client(
     refresh_tokens: bool,
     public_key: str | None,
     private_key: str | None,
+    federated_credentials: Iterable[tuple[str, str]] = (),
 ) -> Client:
     """Validate registration arguments and fill in generated credentials."""
     methods: tuple[AuthMethod, ...] = (
@@ -117,6 +124,12 @@ def make_client(
         client_secret = secrets.token_urlsafe(24)
     if token_lifetime is not None and token_lifetime <= 0:
         raise ValueError("token_lifetime must be > 0")
+    federated = tuple(federated_credentials)
+    for pair in federated:
+        if not (len(pair) == 2 and all(isinstance(part, str) and part for part in pair)):
+            raise ValueError("federated_credentials must be (issuer, subject) pairs of strings")
+    if federated and "private_key_jwt" not in methods:
+        raise ValueError("federated_credentials need 'private_key_jwt' among the auth methods")
     return Client(
         client_id=client_id or f"client-{secrets.token_hex(6)}",
         client_secret=client_secret,
@@ -127,6 +140,7 @@ def make_client(
         refresh_tokens=refresh_tokens,
         public_key=public_key,
         private_key=private_key,
+        federated_credentials=federated,
     )
 
 

@@ -275,6 +275,7 @@ class AuthorizationServer:
         token_lifetime: float | None = None,
         refresh_tokens: bool = False,
         public_key: PublicKeyInput | None = None,
+        federated_credentials: Iterable[tuple[str, str]] = (),
     ) -> Client:
         """Register a client and return it with its (generated unless given) credentials.
 
@@ -286,6 +287,11 @@ class AuthorizationServer:
         (object, PEM or JWK) verifies ``private_key_jwt`` assertions and RFC 7523 grant assertions
         with ``iss`` = client id; when a ``private_key_jwt`` client has none, a P-256 key pair is
         generated and its private half returned as ``client.private_key``.
+        ``federated_credentials``: ``(issuer, subject)`` pairs (Entra's federated identity
+        credentials): a ``client_assertion`` whose ``iss`` is such an issuer (trusted with
+        :meth:`add_issuer`) and whose ``sub`` is the paired subject authenticates the client, as
+        a Kubernetes projected token does for Entra workload identity; it may be presented more
+        than once until it expires.
         """
         methods = (auth_methods,) if isinstance(auth_methods, str) else tuple(auth_methods)
         private_pem: str | None = None
@@ -305,6 +311,7 @@ class AuthorizationServer:
             refresh_tokens=refresh_tokens,
             public_key=public_pem,
             private_key=private_pem,
+            federated_credentials=federated_credentials,
         )
         self._backend().add_client(client)
         with self._lock:
