@@ -454,6 +454,17 @@ def test_token_problems_get_a_dpop_challenge(
     resource_refusal(malformed, "invalid_token", "malformed")
 
 
+def test_issue_token_can_mint_a_bound_token(
+    server: AuthorizationServer, http: httpx.Client
+) -> None:
+    server.add_client()
+    jkt = thumbprint(public_jwk(ES_KEY))
+    token = server.issue_token(claims={"cnf": {"jkt": jkt}})
+    signed = proof(ES_KEY, htm="GET", htu=server.resource_url, access_token=token)
+    assert dpop_resource(http, server.resource_url, token, signed).status_code == 200
+    assert http.get(server.resource_url, headers=bearer(token)).status_code == 401
+
+
 def test_resource_replay_is_refused(server: AuthorizationServer, http: httpx.Client) -> None:
     token = dpop_token(http, server, server.add_client())
     signed = proof(ES_KEY, htm="GET", htu=server.resource_url, access_token=token)

@@ -212,10 +212,6 @@ class DPoPVerifier:
 
     # -- nonces ---------------------------------------------------------------------------
 
-    @property
-    def nonce_required(self) -> bool:
-        return self._nonces is not None
-
     def current_nonce(self) -> str | None:
         """The nonce the server hands out now (``None`` when nonce mode is off)."""
         if self._nonces is None:
