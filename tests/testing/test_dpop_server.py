@@ -463,6 +463,10 @@ def test_issue_token_can_mint_a_bound_token(
     signed = proof(ES_KEY, htm="GET", htu=server.resource_url, access_token=token)
     assert dpop_resource(http, server.resource_url, token, signed).status_code == 200
     assert http.get(server.resource_url, headers=bearer(token)).status_code == 401
+    odd = server.issue_token(claims={"cnf": {"jkt": "\u00e9t\u00e9"}})  # any string: no crash
+    signed = proof(ES_KEY, htm="GET", htu=server.resource_url, access_token=odd)
+    response = dpop_resource(http, server.resource_url, odd, signed)
+    resource_refusal(response, "invalid_dpop_proof", "dpop_binding")
 
 
 def test_resource_replay_is_refused(server: AuthorizationServer, http: httpx.Client) -> None:

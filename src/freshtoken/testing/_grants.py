@@ -179,7 +179,7 @@ class TokenEndpoint:
         bound = None if token is None else self._store.refresh_binding(token)
         if bound is None:
             return
-        if proof is None or not secrets.compare_digest(proof.jkt, bound):
+        if proof is None or not secrets.compare_digest(proof.jkt.encode(), bound.encode()):
             self._counters.dpop_proof_rejected()
             problem = "no DPoP proof" if proof is None else "a DPoP proof from another key"
             raise OAuthError(

@@ -84,6 +84,10 @@ def _binding(claims: dict[str, Any]) -> str | None:
     return jkt if isinstance(jkt, str) else None
 
 
+def _same(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode(), b.encode())
+
+
 class ResourceEndpoint:
     """Serves ``/api/...``: the protected resource plus a few helper routes."""
 
@@ -155,7 +159,8 @@ class ResourceEndpoint:
         token = token.strip()
         is_dpop = scheme == "dpop"
         if not token or " " in token:
-            raise _Unauthorized("malformed", f"malformed {scheme} token", dpop=is_dpop)
+            name = "DPoP" if is_dpop else "bearer"
+            raise _Unauthorized("malformed", f"malformed {name} token", dpop=is_dpop)
         proof = self._proof(request, token) if is_dpop else None
         try:
             claims = self._validate(token)
@@ -175,7 +180,8 @@ class ResourceEndpoint:
                 "the access token is not DPoP-bound: send it as a Bearer token",
                 dpop=True,
             )
-        if proof is not None and jkt is not None and not secrets.compare_digest(jkt, proof.jkt):
+        # Bytes: a cnf.jkt minted through issue_token(claims=...) may be any string.
+        if proof is not None and jkt is not None and not _same(jkt, proof.jkt):
             raise _Unauthorized(
                 "dpop_binding",
                 "the DPoP proof is signed by another key than the one the token is bound to",

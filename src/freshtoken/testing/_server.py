@@ -476,7 +476,8 @@ class AuthorizationServer:
     @property
     def unauthorized(self) -> dict[str, int]:
         """401s of the resource endpoint by reason: ``missing``, ``malformed``,
-        ``bad_signature``, ``wrong_issuer``, ``wrong_audience``, ``expired``, ``revoked``."""
+        ``bad_signature``, ``wrong_issuer``, ``wrong_audience``, ``expired``, ``revoked``, and
+        for DPoP ``dpop_proof``, ``dpop_binding``, ``dpop_as_bearer``."""
         return self.counters.unauthorized
 
     @property
