@@ -636,3 +636,33 @@ def test_process_mode_nonces(http: httpx.Client) -> None:
         signed = proof(ES_KEY, htu=server.token_url, nonce=rotated)
         assert dpop_token_request(http, server, client, signed).status_code == 200
         assert server.dpop_nonce_challenges == 1
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+def test_concurrent_proofs_across_a_rotation() -> None:
+    """16 threads, each with its own connection, while the nonce is rotated under them: every
+    proof with a current or grace-period nonce is accepted, exactly once, and nothing is a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with AuthorizationServer(dpop_nonce=True, dpop_nonce_grace=30.0) as server:
+        client = server.add_client()
+        first = server.current_dpop_nonce
+        assert first is not None
+
+        def worker(index: int) -> list[int]:
+            statuses = []
+            with httpx.Client(timeout=10) as own:
+                for step in range(10):
+                    if index == 0 and step == 5:
+                        server.rotate_dpop_nonce()
+                    signed = proof(ES_KEY, htu=server.token_url, nonce=first)
+                    statuses.append(dpop_token_request(own, server, client, signed).status_code)
+            return statuses
+
+        with ThreadPoolExecutor(16) as pool:
+            results = [s for batch in pool.map(worker, range(16)) for s in batch]
+        assert results == [200] * 160
+        assert server.tokens_issued == 160
+        assert server.current_dpop_nonce != first

@@ -84,7 +84,7 @@ def test_settings_are_checked() -> None:
         ({"replay_limit": 0}, "replay_limit"),
     ):
         with pytest.raises(ValueError, match=name):
-            DPoPVerifier(clock, **settings)  # type: ignore[arg-type]
+            DPoPVerifier(clock, **settings)
 
 
 def test_nonces_off() -> None:
