@@ -25,6 +25,7 @@ from ._core.events import Event, LoggingEvents
 from ._core.policy import RefreshPolicy
 from ._core.token import Token
 from ._oauth.client_auth import ClientAssertion, ClientSecretJWT, PrivateKeyJWT
+from ._oauth.dpop import DPoPKey
 from ._oauth.grants import (
     ClientCredentials,
     JWTBearerGrant,
@@ -49,6 +50,7 @@ __all__ = [
     "ClientSecretJWT",
     "Clock",
     "ConfigurationError",
+    "DPoPKey",
     "Event",
     "FetchContext",
     "FileStore",
