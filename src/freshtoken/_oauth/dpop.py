@@ -466,7 +466,7 @@ class DPoPKey:
         """The newest nonce the origin of ``url`` gave, or ``None``."""
         return self._nonces.get(origin(url))
 
-    def observe(self, url: str, response: HttpResponse) -> None:
+    def _observe(self, url: str, response: HttpResponse) -> None:
         """Keep the nonce of any response from ``url`` (a success may rotate it too)."""
         nonce = response_nonce(response)
         if nonce is not None:

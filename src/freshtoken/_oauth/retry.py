@@ -208,7 +208,7 @@ def exchange(
         attempts += 1
         reply = yield request
         if dpop is not None and isinstance(reply, HttpResponse):
-            dpop.observe(request.url, reply)
+            dpop._observe(request.url, reply)
             if nonce_retry(reply, retried=nonce_retried):
                 nonce_retried = True
                 attempts -= 1
