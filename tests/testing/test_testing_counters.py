@@ -46,6 +46,8 @@ def test_counters_by_client_grant_and_reason(
         "unauthorized": {},
         "refresh_tokens_reused": 0,
         "families_revoked": 0,
+        "dpop_nonce_challenges": 0,
+        "dpop_proofs_rejected": 0,
     }
 
 

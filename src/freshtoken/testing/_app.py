@@ -21,6 +21,7 @@ import jwt
 from freshtoken._runtime.clock import SYSTEM_CLOCK, Clock
 from freshtoken.testing._clientauth import ClientAuthenticator, Form, claimed_client_id
 from freshtoken.testing._counters import Counters, CounterSnapshot
+from freshtoken.testing._dpop import DPOP_ALGORITHMS, DPoPVerifier
 from freshtoken.testing._errors import NO_STORE_HEADERS, OAuthError, json_response
 from freshtoken.testing._faults import Effect, Endpoint, Fault, FaultSchedule, FaultState
 from freshtoken.testing._grants import TokenEndpoint, parse_form
@@ -61,12 +62,23 @@ class ServerCore:
         integer_timestamps: bool = False,
         refresh_token_lifetime: float | None = None,
         refresh_reuse_grace: float = 0.0,
+        dpop_nonce: bool = False,
+        dpop_nonce_lifetime: float = 60.0,
+        dpop_nonce_grace: float = 10.0,
+        dpop_iat_window: float = 60.0,
         clock: Clock = SYSTEM_CLOCK,
         admin_key: str | None = None,
     ) -> None:
         if token_lifetime <= 0:
             raise ValueError("token_lifetime must be > 0")
         self.clock = clock
+        self.dpop = DPoPVerifier(
+            clock,
+            iat_window=dpop_iat_window,
+            nonce=dpop_nonce,
+            nonce_lifetime=dpop_nonce_lifetime,
+            nonce_grace=dpop_nonce_grace,
+        )
         self.admin_key = admin_key
         self._configured_audience = audience
         self.registry = Registry()
@@ -87,8 +99,10 @@ class ServerCore:
             counters=self.counters,
             audiences=self._assertion_audiences,
             token_lifetime=token_lifetime,
+            dpop=self.dpop,
+            origin=lambda: self.issuer,
         )
-        self.resource = ResourceEndpoint(self.store, self.counters)
+        self.resource = ResourceEndpoint(self.store, self.counters, self.dpop)
         self.issuer = ""
         self._discovery = b""
         self._jwks = b""
@@ -112,6 +126,7 @@ class ServerCore:
                 "response_types_supported": [],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": [self.store.key.algorithm],
+                "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
             }
         ).encode()
         self._jwks = json.dumps({"keys": [self.store.key.jwk]}).encode()
@@ -336,6 +351,12 @@ class ServerCore:
     def counter_snapshot(self) -> CounterSnapshot:
         return self.counters.snapshot()
 
+    def dpop_nonce(self) -> str | None:
+        return self.dpop.current_nonce()
+
+    def rotate_dpop_nonce(self) -> str:
+        return self.dpop.rotate_nonce()
+
     def reset_counters(self) -> None:
         self.counters.reset()
 
@@ -385,6 +406,8 @@ class ServerCore:
             "revoke_client": self.revoke_client,
             "revoke_all": self.revoke_all,
             "reset_counters": self.reset_counters,
+            "dpop_nonce": self.dpop_nonce,
+            "rotate_dpop_nonce": self.rotate_dpop_nonce,
         }
         function = simple.get(operation)
         if function is None:

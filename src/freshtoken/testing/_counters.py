@@ -27,6 +27,8 @@ class CounterSnapshot:
     unauthorized: dict[str, int] = field(default_factory=dict)
     refresh_tokens_reused: int = 0
     families_revoked: int = 0
+    dpop_nonce_challenges: int = 0
+    dpop_proofs_rejected: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,8 @@ class CounterSnapshot:
             "unauthorized": dict(self.unauthorized),
             "refresh_tokens_reused": self.refresh_tokens_reused,
             "families_revoked": self.families_revoked,
+            "dpop_nonce_challenges": self.dpop_nonce_challenges,
+            "dpop_proofs_rejected": self.dpop_proofs_rejected,
         }
 
 
@@ -57,6 +61,8 @@ class Counters:
         self._unauthorized: Counter[str] = Counter()
         self._refresh_tokens_reused = 0
         self._families_revoked = 0
+        self._dpop_nonce_challenges = 0
+        self._dpop_proofs_rejected = 0
 
     def token_request(self, client_id: str | None, grant_type: str | None) -> None:
         """A request reached the token endpoint (``client_id`` as claimed, not yet verified)."""
@@ -86,6 +92,16 @@ class Counters:
             self._refresh_tokens_reused += 1
             self._families_revoked += family_revoked
 
+    def dpop_nonce_challenge(self) -> None:
+        """A DPoP proof came without a current nonce and was answered ``use_dpop_nonce``."""
+        with self._lock:
+            self._dpop_nonce_challenges += 1
+
+    def dpop_proof_rejected(self) -> None:
+        """A DPoP proof (or its absence where one was needed) was refused as invalid."""
+        with self._lock:
+            self._dpop_proofs_rejected += 1
+
     def reset(self) -> None:
         with self._lock:
             self._reset()
@@ -101,4 +117,6 @@ class Counters:
                 unauthorized=dict(self._unauthorized),
                 refresh_tokens_reused=self._refresh_tokens_reused,
                 families_revoked=self._families_revoked,
+                dpop_nonce_challenges=self._dpop_nonce_challenges,
+                dpop_proofs_rejected=self._dpop_proofs_rejected,
             )

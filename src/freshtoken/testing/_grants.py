@@ -6,6 +6,7 @@ detection), RFC 7523 ``jwt-bearer`` and RFC 8693 ``token-exchange``.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from freshtoken.testing._clientauth import (
     check_assertion_claims,
 )
 from freshtoken.testing._counters import Counters
+from freshtoken.testing._dpop import DPoPVerifier, Proof, ProofError, request_url
 from freshtoken.testing._errors import OAuthError, json_response
 from freshtoken.testing._http import Request, Response
 from freshtoken.testing._keys import unverified_claims, verify_signature
@@ -91,8 +93,12 @@ class TokenEndpoint:
         counters: Counters,
         audiences: Callable[[], tuple[str, ...]],
         token_lifetime: float,
+        dpop: DPoPVerifier,
+        origin: Callable[[], str],
     ) -> None:
         self._registry = registry
+        self._dpop = dpop
+        self._origin = origin
         self._store = store
         self._auth = authenticator
         self._counters = counters
@@ -108,9 +114,13 @@ class TokenEndpoint:
 
     def handle(self, request: Request, form: Form | None, *, clock_offset: float) -> Response:
         try:
-            return self._handle(request, form, clock_offset=clock_offset)
+            response = self._handle(request, form, clock_offset=clock_offset)
         except OAuthError as error:
-            return error.response()
+            response = error.response()
+        nonce = self._dpop.current_nonce()
+        if nonce is not None:  # RFC 9449 §8: any response may carry the next nonce
+            response.set_header("DPoP-Nonce", nonce)
+        return response
 
     def _handle(self, request: Request, form: Form | None, *, clock_offset: float) -> Response:
         if request.method != "POST":
@@ -129,15 +139,60 @@ class TokenEndpoint:
         assert grant_type is not None
         if grant_type not in ALL_GRANT_TYPES:
             raise OAuthError("unsupported_grant_type", f"grant type {grant_type} is not supported")
+        proof = self._proof(request, clock_offset)
         client = self._auth.authenticate(request, form, required=grant_type != JWT_BEARER)
         if client is not None and grant_type not in client.record.client.grant_types:
             raise OAuthError("unauthorized_client", f"client may not use the {grant_type} grant")
+        if grant_type == "refresh_token":
+            self._check_refresh_binding(form, proof)
         grant = self._grants[grant_type](client, form)
         if grant.replay is not None:
             return json_response(200, grant.replay)
-        return self._issue(client, grant, clock_offset)
+        return self._issue(client, grant, clock_offset, proof)
 
-    def _issue(self, client: Authenticated | None, grant: _Grant, clock_offset: float) -> Response:
+    # -- DPoP (RFC 9449) ------------------------------------------------------------------
+
+    def _proof(self, request: Request, clock_offset: float) -> Proof | None:
+        """The request's verified DPoP proof; ``None`` without a ``DPoP`` header (a bearer
+        request). A bad proof is a 400 ``invalid_dpop_proof``, a missing or stale nonce a 400
+        ``use_dpop_nonce`` (the new nonce goes out in ``DPoP-Nonce`` on every response)."""
+        value = request.header("dpop")
+        if value is None:
+            return None
+        url = request_url(self._origin(), request.header("host"), request.target)
+        try:
+            return self._dpop.verify(
+                value, method=request.method, url=url, clock_offset=clock_offset
+            )
+        except ProofError as error:
+            if error.error == "use_dpop_nonce":
+                self._counters.dpop_nonce_challenge()
+            else:
+                self._counters.dpop_proof_rejected()
+            raise OAuthError(error.error, error.description) from None
+
+    def _check_refresh_binding(self, form: Form, proof: Proof | None) -> None:
+        """RFC 9449 §5: a public client's bound refresh token is usable only with a proof from
+        the same key. Checked before the token is consumed, so a refused attempt (a thief's, or
+        a client that lost its key) does not rotate it away from its owner."""
+        token = _one(form, "refresh_token")
+        bound = None if token is None else self._store.refresh_binding(token)
+        if bound is None:
+            return
+        if proof is None or not secrets.compare_digest(proof.jkt.encode(), bound.encode()):
+            self._counters.dpop_proof_rejected()
+            problem = "no DPoP proof" if proof is None else "a DPoP proof from another key"
+            raise OAuthError(
+                "invalid_dpop_proof", f"the refresh token is DPoP-bound and came with {problem}"
+            )
+
+    def _issue(
+        self,
+        client: Authenticated | None,
+        grant: _Grant,
+        clock_offset: float,
+        proof: Proof | None = None,
+    ) -> Response:
         registered: Client | None = None if client is None else client.record.client
         client_id = registered.client_id if registered is not None else grant.client_id or grant.sub
         lifetime = (
@@ -148,6 +203,9 @@ class TokenEndpoint:
         family = grant.family
         if grant.refresh and family is None:
             family = self._store.new_family()
+        extra = grant.extra
+        if proof is not None:  # RFC 9449 §6.1: the token is bound to the proof's key
+            extra = {**(extra or {}), "cnf": {"jkt": proof.jkt}}
         token, _ = self._store.mint(
             client_id=client_id,
             sub=grant.sub,
@@ -156,23 +214,28 @@ class TokenEndpoint:
             audience=grant.audience,
             clock_offset=clock_offset,
             family=family,
-            extra=grant.extra,
+            extra=extra,
         )
         payload: dict[str, Any] = {
             "access_token": token,
-            "token_type": "Bearer",
+            "token_type": "Bearer" if proof is None else "DPoP",
             "expires_in": number(lifetime),
         }
         if grant.scope:
             payload["scope"] = grant.scope
         if grant.refresh:
             assert family is not None
+            # Only a public client's refresh token is bound; a confidential client's is already
+            # bound to its credentials (RFC 9449 §5).
+            public = client is not None and client.method == "none"
+            refresh_jkt = proof.jkt if proof is not None and public else None
             payload["refresh_token"] = self._store.new_refresh_token(
                 client_id=client_id,
                 sub=grant.sub,
                 scope=grant.scope,
                 audience=grant.audience,
                 family=family,
+                jkt=refresh_jkt,
             )
         if grant.issued_token_type is not None:
             payload["issued_token_type"] = grant.issued_token_type

@@ -28,6 +28,7 @@ __all__ = [
     "generate_client_key",
     "verify_signature",
     "unverified_claims",
+    "jwk_thumbprint",
 ]
 
 SigningAlgorithm: TypeAlias = Literal["ES256", "RS256"]
@@ -55,7 +56,7 @@ class SigningKey:
             raise ValueError(f"unsupported signing algorithm {algorithm!r}; use ES256 or RS256")
         self._private = private
         self.public_key: PublicKey = private.public_key()
-        self.kid = _thumbprint(jwk)
+        self.kid = jwk_thumbprint(jwk)
         self.jwk: dict[str, Any] = {**jwk, "kid": self.kid, "alg": algorithm, "use": "sig"}
         self._headers = {"kid": self.kid, "typ": "at+jwt"}
 
@@ -71,8 +72,8 @@ class SigningKey:
         return verify_signature(token, self.public_key, [self.algorithm])
 
 
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint: a stable, content-derived key id."""
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint: a stable, content-derived key id (and DPoP's ``cnf.jkt``)."""
     required = {
         "EC": ("crv", "kty", "x", "y"),
         "RSA": ("e", "kty", "n"),

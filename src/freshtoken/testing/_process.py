@@ -119,6 +119,13 @@ class AdminClient:
     def reset_counters(self) -> None:
         self._call("reset_counters")
 
+    def dpop_nonce(self) -> str | None:
+        nonce: str | None = self._call("dpop_nonce")
+        return nonce
+
+    def rotate_dpop_nonce(self) -> str:
+        return str(self._call("rotate_dpop_nonce"))
+
 
 class ServerProcess(AdminClient):
     """The parent's handle on a server subprocess."""

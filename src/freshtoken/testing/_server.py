@@ -71,6 +71,8 @@ class _Backend(Protocol):
     def revoke_all(self) -> None: ...
     def counter_snapshot(self) -> CounterSnapshot: ...
     def reset_counters(self) -> None: ...
+    def dpop_nonce(self) -> str | None: ...
+    def rotate_dpop_nonce(self) -> str: ...
 
 
 class FaultInjector:
@@ -115,6 +117,14 @@ class AuthorizationServer:
     use got, as Okta's and Auth0's grace windows do; after it, reuse revokes the family.
     ``process=True`` runs the server in a subprocess (no fake clock
     there).
+
+    DPoP (RFC 9449) is always on: a token request with a valid ``DPoP`` proof gets a
+    ``token_type: DPoP`` token bound to the proof's key (``cnf.jkt``), which the resource then
+    accepts only as ``Authorization: DPoP`` with a proof from that key. ``dpop_nonce=True``
+    requires server nonces in proofs (``use_dpop_nonce`` until the client sends the one in
+    ``DPoP-Nonce``); a nonce is replaced every ``dpop_nonce_lifetime`` seconds of ``clock`` and
+    stays accepted ``dpop_nonce_grace`` seconds more. ``dpop_iat_window``: how far (seconds,
+    either way) a proof's ``iat`` may be from the server's clock.
     """
 
     def __init__(
@@ -128,6 +138,10 @@ class AuthorizationServer:
         integer_timestamps: bool = False,
         refresh_token_lifetime: float | None = None,
         refresh_reuse_grace: float = 0.0,
+        dpop_nonce: bool = False,
+        dpop_nonce_lifetime: float = 60.0,
+        dpop_nonce_grace: float = 10.0,
+        dpop_iat_window: float = 60.0,
         clock: Clock | None = None,
         process: bool = False,
         admin_key: str | None = None,
@@ -141,6 +155,10 @@ class AuthorizationServer:
             "integer_timestamps": integer_timestamps,
             "refresh_token_lifetime": refresh_token_lifetime,
             "refresh_reuse_grace": refresh_reuse_grace,
+            "dpop_nonce": dpop_nonce,
+            "dpop_nonce_lifetime": dpop_nonce_lifetime,
+            "dpop_nonce_grace": dpop_nonce_grace,
+            "dpop_iat_window": dpop_iat_window,
         }
         self._host = host
         self._requested_port = port
@@ -458,7 +476,8 @@ class AuthorizationServer:
     @property
     def unauthorized(self) -> dict[str, int]:
         """401s of the resource endpoint by reason: ``missing``, ``malformed``,
-        ``bad_signature``, ``wrong_issuer``, ``wrong_audience``, ``expired``, ``revoked``."""
+        ``bad_signature``, ``wrong_issuer``, ``wrong_audience``, ``expired``, ``revoked``, and
+        for DPoP ``dpop_proof``, ``dpop_binding``, ``dpop_as_bearer``."""
         return self.counters.unauthorized
 
     @property
@@ -472,5 +491,31 @@ class AuthorizationServer:
         """Refresh-token families revoked by reuse detection (each family counted once)."""
         return self.counters.families_revoked
 
+    @property
+    def dpop_nonce_challenges(self) -> int:
+        """DPoP proofs answered ``use_dpop_nonce`` (no nonce, or not a current one), at the
+        token and resource endpoints: the first request of a client that learns nonces."""
+        return self.counters.dpop_nonce_challenges
+
+    @property
+    def dpop_proofs_rejected(self) -> int:
+        """DPoP proofs refused as ``invalid_dpop_proof`` at the token and resource endpoints
+        (a DPoP-bound refresh token without a proof from its key included)."""
+        return self.counters.dpop_proofs_rejected
+
     def reset_counters(self) -> None:
         self._backend().reset_counters()
+
+    # -- DPoP ---------------------------------------------------------------------------
+
+    @property
+    def current_dpop_nonce(self) -> str | None:
+        """The DPoP nonce the server hands out now; ``None`` unless ``dpop_nonce=True``."""
+        return self._backend().dpop_nonce()
+
+    def rotate_dpop_nonce(self) -> str:
+        """Replace the DPoP nonce now and return the new one; the old one stays accepted for
+        ``dpop_nonce_grace`` seconds (for testing a client that meets a rotation mid-flight)."""
+        if not self._config["dpop_nonce"]:
+            raise RuntimeError("DPoP nonces are off; start the server with dpop_nonce=True")
+        return self._backend().rotate_dpop_nonce()

@@ -55,6 +55,8 @@ class RefreshRecord:
     used_at: float = 0.0
     #: The token response its first use got, replayed within the reuse grace window.
     answer: dict[str, Any] | None = None
+    #: The DPoP key thumbprint a public client's refresh token is bound to (RFC 9449 §5).
+    jkt: str | None = None
 
 
 class RefreshReuse(Exception):
@@ -156,8 +158,9 @@ class TokenStore:
         scope: str | None,
         audience: list[str] | None,
         family: str,
+        jkt: str | None = None,
     ) -> str:
-        """An opaque refresh token in ``family``."""
+        """An opaque refresh token in ``family`` (bound to the DPoP key ``jkt`` if given)."""
         token = secrets.token_urlsafe(32)
         expires_at = (
             None
@@ -166,7 +169,7 @@ class TokenStore:
         )
         with self._lock:
             self._refresh[token] = RefreshRecord(
-                client_id, sub, scope, audience, family, next(self._serials), expires_at
+                client_id, sub, scope, audience, family, next(self._serials), expires_at, jkt=jkt
             )
         return token
 
@@ -234,6 +237,11 @@ class TokenStore:
             or record.serial <= self._global_cutoff
             or record.serial <= self._client_cutoff.get(record.client_id, 0)
         )
+
+    def refresh_binding(self, token: str) -> str | None:
+        """The DPoP key thumbprint ``token`` is bound to, if it is a bound refresh token."""
+        record = self._refresh.get(token)
+        return None if record is None else record.jkt
 
     def refresh_owner(self, token: str) -> str | None:
         """The client ``token`` was issued to, if it is one of our refresh tokens."""
