@@ -25,6 +25,7 @@ from ._core.events import Event, LoggingEvents
 from ._core.policy import RefreshPolicy
 from ._core.token import Token
 from ._oauth.client_auth import ClientAssertion, ClientSecretJWT, PrivateKeyJWT
+from ._oauth.dpop import DPoPKey
 from ._oauth.github_oidc import GitHubActionsOIDC
 from ._oauth.grants import (
     ClientCredentials,
@@ -50,6 +51,7 @@ __all__ = [
     "ClientSecretJWT",
     "Clock",
     "ConfigurationError",
+    "DPoPKey",
     "Event",
     "FetchContext",
     "FileStore",

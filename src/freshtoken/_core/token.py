@@ -18,9 +18,9 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import OAuthError, TokenResponseError
+from .errors import ConfigurationError, OAuthError, TokenResponseError
 from .jwt import unverified_claims
 from .redact import safe_error_code, safe_error_uri, safe_server_text
 
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_EXPIRES_IN",
     "MAX_RESPONSE_BYTES",
     "ParsedToken",
+    "ProofSigner",
     "Token",
     "parse_token_response",
 ]
@@ -62,6 +63,13 @@ def _fingerprint(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
+class ProofSigner(Protocol):
+    """Signs the DPoP proof of one resource request for a DPoP-bound token (RFC 9449 §7): the
+    grant that obtained the token attaches one (``_oauth/dpop.py``); the core only calls it."""
+
+    def __call__(self, method: str, url: str, access_token: str) -> str: ...
+
+
 @dataclass(frozen=True, eq=True, repr=False)
 class Token:
     """An access token and what the authorization server said about it.
@@ -81,6 +89,9 @@ class Token:
     extra: Mapping[str, object] = field(default_factory=dict)
     _fingerprint: str = field(init=False, compare=False)
     _authorization: str = field(init=False, compare=False)
+    # The DPoP key's signer for a DPoP-bound token: not a field of the value (not compared, not
+    # pickled, not stored; a store's copy gets it back from the grant that loads it).
+    _signer: ProofSigner | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.access_token, str) or not self.access_token:
@@ -109,6 +120,33 @@ class Token:
     def authorization(self) -> str:
         """The value of the ``Authorization`` header that presents this token."""
         return self._authorization
+
+    def headers(self, method: str, url: str) -> dict[str, str]:
+        """The headers one request to ``url`` with ``method`` needs to present this token.
+
+        A bearer token: ``Authorization`` alone. A DPoP token (RFC 9449 §7.1): ``Authorization:
+        DPoP ...`` and a ``DPoP`` header with a fresh proof over ``method``, ``url`` and the
+        access token (``ath``), carrying the newest nonce the URL's server gave. Call it once per
+        request: a proof is single-use. A DPoP token whose key is not at hand (built by hand,
+        unpickled) raises :class:`~freshtoken.ConfigurationError`.
+        """
+        if self.token_type != "DPoP":
+            return {"Authorization": self._authorization}
+        if self._signer is None:
+            raise ConfigurationError(
+                "this DPoP token has no DPoP key to sign proofs with: DPoP-bound tokens come from "
+                "a grant given dpop=DPoPKey(...) (a token built by hand or unpickled has none)"
+            )
+        return {
+            "Authorization": self._authorization,
+            "DPoP": self._signer(method, url, self.access_token),
+        }
+
+    def _signed_by(self, signer: ProofSigner | None) -> Token:
+        """This token with ``signer`` attached (a copy; the value itself is unchanged)."""
+        copy = dataclasses.replace(self)
+        object.__setattr__(copy, "_signer", signer)
+        return copy
 
     @property
     def fingerprint(self) -> str:
@@ -151,8 +189,11 @@ class Token:
     __str__ = __repr__
 
     def replace(self, **changes: Any) -> Token:
-        """A copy with some fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (``dataclasses.replace``); a DPoP token keeps its
+        key."""
+        copy = dataclasses.replace(self, **changes)
+        object.__setattr__(copy, "_signer", self._signer)
+        return copy
 
     @classmethod
     def from_response(cls, response: Mapping[str, object], *, now: float | None = None) -> Token:

@@ -39,6 +39,7 @@ __all__ = [
     "ClientSecretJWT",
     "PrivateKeyJWT",
     "basic_authorization",
+    "check_key_algorithm",
     "resolve_auth",
 ]
 
@@ -124,19 +125,20 @@ def _load_key(key: KeyInput) -> PrivateKey:
     return loaded
 
 
-def _check_key_algorithm(key: PrivateKey, algorithm: str) -> None:
+def check_key_algorithm(key: PrivateKey, algorithm: str, owner: str = "PrivateKeyJWT") -> None:
+    """Refuse a key that cannot sign with ``algorithm`` (``owner`` names the caller's class)."""
     if algorithm in ("RS256", "PS256"):
         if not isinstance(key, rsa.RSAPrivateKey):
-            raise ConfigurationError(f"PrivateKeyJWT algorithm {algorithm} needs an RSA key")
+            raise ConfigurationError(f"{owner} algorithm {algorithm} needs an RSA key")
         if key.key_size < 2048:
-            raise ConfigurationError("PrivateKeyJWT RSA keys must have at least 2048 bits")
+            raise ConfigurationError(f"{owner} RSA keys must have at least 2048 bits")
     elif algorithm == "ES256":
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
             key.curve, ec.SECP256R1
         ):
-            raise ConfigurationError("PrivateKeyJWT algorithm ES256 needs a P-256 EC key")
+            raise ConfigurationError(f"{owner} algorithm ES256 needs a P-256 EC key")
     elif not isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        raise ConfigurationError("PrivateKeyJWT algorithm EdDSA needs an Ed25519 or Ed448 key")
+        raise ConfigurationError(f"{owner} algorithm EdDSA needs an Ed25519 or Ed448 key")
 
 
 class PrivateKeyJWT:
@@ -166,7 +168,7 @@ class PrivateKeyJWT:
         if audience is not None and (not isinstance(audience, str) or not audience):
             raise ConfigurationError("PrivateKeyJWT audience must be a non-empty string")
         loaded = _load_key(key)
-        _check_key_algorithm(loaded, algorithm)
+        check_key_algorithm(loaded, algorithm)
         self._key = loaded
         self.algorithm: str = algorithm
         self.key_id = key_id

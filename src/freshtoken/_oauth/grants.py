@@ -34,6 +34,7 @@ from freshtoken._core.errors import (
     TokenResponseError,
 )
 from freshtoken._core.events import Event, describe_error
+from freshtoken._core.jwt import unverified_claims
 from freshtoken._core.token import Token, parse_token_response
 from freshtoken._runtime.credential import NamedCredential
 from freshtoken._runtime.forksafe import fork_safe_lock
@@ -41,6 +42,7 @@ from freshtoken._runtime.source import FetchContext, callable_name, check_key, u
 
 from .client_auth import AuthMethod, ClientAuth, resolve_auth
 from .discovery import check_url, discover
+from .dpop import DPoPKey, DPoPPresenter
 from .github_oidc import GitHubActionsOIDC
 from .http import HttpRequest, HttpResponse, Reply, Step, safe_url
 from .response import describe_body, is_json, read_json, server_date
@@ -238,6 +240,8 @@ class GrantOptions(TypedDict, total=False):
     max_attempts: int
     allow_insecure_http: bool
     key: str | None
+    dpop: DPoPKey | None
+    allow_dpop_downgrade: bool
 
 
 class _HttpGrant:
@@ -270,6 +274,17 @@ class _HttpGrant:
         max_attempts = options.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
         allow_insecure_http = options.get("allow_insecure_http", False)
         key = options.get("key")
+        dpop = options.get("dpop")
+        allow_dpop_downgrade = options.get("allow_dpop_downgrade", False)
+        if dpop is not None and not isinstance(dpop, DPoPKey):
+            raise ConfigurationError(
+                f"dpop must be a DPoPKey (DPoPKey.generate(), .from_pem(), .from_jwk()), not "
+                f"{type(dpop).__name__}"
+            )
+        if not isinstance(allow_dpop_downgrade, bool):
+            raise ConfigurationError("allow_dpop_downgrade must be True or False")
+        if allow_dpop_downgrade and dpop is None:
+            raise ConfigurationError("allow_dpop_downgrade=True needs dpop=DPoPKey(...)")
         if not isinstance(allow_insecure_http, bool):
             raise ConfigurationError("allow_insecure_http must be True or False")
         if (token_url is None) == (issuer is None):
@@ -302,6 +317,8 @@ class _HttpGrant:
         self._max_attempts = max_attempts
         self._allow_insecure_http = allow_insecure_http
         self._custom_key = check_key(key)
+        self._dpop = dpop
+        self._allow_dpop_downgrade = allow_dpop_downgrade
         self._clients = OwnClients()
         self._random = random.Random()
         self._lock = fork_safe_lock()
@@ -339,8 +356,14 @@ class _HttpGrant:
         client-authentication method, scope, audience, resource, extra parameters and the
         grant's own inputs): the token's name in a shared store, so a record is shared only by
         managers that would send the same request. Secrets are not part of it in any
-        recoverable form."""
+        recoverable form.
+
+        With ``dpop=``, the key's thumbprint is part of it, also of a ``key=`` given (appended as
+        ``#dpop:<thumbprint>``): a DPoP-bound token is of use only to the holders of its key, so
+        processes share it only when they share the key."""
         if self._custom_key is not None:
+            if self._dpop is not None:
+                return f"{self._custom_key}#dpop:{self._dpop.thumbprint}"
             return self._custom_key
         material = {
             "endpoint": self._token_url or f"issuer:{self._issuer}",
@@ -355,6 +378,8 @@ class _HttpGrant:
         }
         if self._auth.identity is not None:
             material["client_assertion"] = self._auth.identity
+        if self._dpop is not None:
+            material["dpop_jkt"] = self._dpop.thumbprint
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         short = self.grant_type.rsplit(":", 1)[-1]
         return f"v1:{short}:{_digest(blob)[:32]}"
@@ -375,6 +400,8 @@ class _HttpGrant:
         if self._scope is not None:
             fields.append(f"scope={self._scope!r}")
         fields.append(f"auth={self._auth.name!r}")
+        if self._dpop is not None:
+            fields.append(f"dpop={self._dpop!r}")
         return f"{type(self).__name__}({', '.join(fields)})"
 
     # -- the TokenSource protocol ------------------------------------------------------------
@@ -459,6 +486,7 @@ class _HttpGrant:
         ``spends_credential``: the request uses up what it sends (see :func:`exchange`)."""
 
         sent: list[str] = []  # the last request's values, scrubbed from error descriptions
+        dpop = self._dpop
 
         def build() -> HttpRequest:
             credentials = self._auth.credentials(token_url, ctx.clock.time())
@@ -471,6 +499,8 @@ class _HttpGrant:
                 "Accept": "application/json",
                 **credentials.headers,
             }
+            if dpop is not None:  # a fresh proof per attempt, with the newest nonce
+                headers["DPoP"] = dpop.proof("POST", token_url, now=ctx.clock.time())
             return HttpRequest(
                 "POST",
                 token_url,
@@ -490,8 +520,44 @@ class _HttpGrant:
             draw=self._random.random,
             spends_credential=spends_credential,
             urgent=ctx.urgent,
+            dpop=dpop,
         )
-        return self._parse(ctx, done.response, done.sent_at, sent)
+        return self._bind(ctx, self._parse(ctx, done.response, done.sent_at, sent))
+
+    def _bind(self, ctx: FetchContext, token: Token) -> Token:
+        """A token from the endpoint, checked against the DPoP request: a DPoP token gets the
+        key that signs its resource proofs; any other token type is refused (RFC 9449 §5: a
+        client that asked for a bound token must not be handed a bearer one without knowing),
+        unless ``allow_dpop_downgrade``."""
+        dpop = self._dpop
+        if dpop is None:
+            return token
+        if token.token_type != "DPoP":
+            if self._allow_dpop_downgrade:
+                return token
+            raise TokenResponseError(
+                f"a DPoP-bound token was asked for, but the token endpoint issued token_type "
+                f"{token.token_type!r} (it may not support DPoP for this client); pass "
+                "allow_dpop_downgrade=True to accept such a token",
+                field="token_type",
+            )
+        claims = unverified_claims(token.access_token)
+        cnf = claims.get("cnf") if claims is not None else None
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if jkt is not None and jkt != dpop.thumbprint:
+            raise TokenResponseError(
+                "the access token's cnf.jkt is not the thumbprint of this grant's DPoP key: the "
+                "token is bound to another key and could not be presented",
+                field="cnf",
+            )
+        return token._signed_by(DPoPPresenter(dpop, ctx.clock.time))
+
+    def _adopt(self, token: Token, ctx: FetchContext) -> Token:
+        """A token loaded from a shared store, given this grant's DPoP key again (the store holds
+        no key; its key includes the thumbprint, so the token was bound to this very key)."""
+        if self._dpop is None or token.token_type != "DPoP" or token._signer is not None:
+            return token
+        return token._signed_by(DPoPPresenter(self._dpop, ctx.clock.time))
 
     def _parse(
         self, ctx: FetchContext, response: HttpResponse, sent_at: float, sent: list[str]

@@ -22,12 +22,17 @@ import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 from freshtoken._core.errors import TokenEndpointUnavailable, TokenResponseError
 from freshtoken._core.policy import RefreshPolicy
 
+from .dpop import asks_for_nonce
 from .http import HttpRequest, HttpResponse, Reply, Sleep, Step, TransportFailure, safe_url
 from .response import describe_body, peek_error_code
+
+if TYPE_CHECKING:
+    from .dpop import DPoPKey
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -36,6 +41,7 @@ __all__ = [
     "RetryDecision",
     "decide_retry",
     "exchange",
+    "nonce_retry",
     "parse_retry_after",
     "retryable_status",
 ]
@@ -114,6 +120,14 @@ def decide_retry(
     return RetryDecision(True, delay)
 
 
+def nonce_retry(reply: Reply, *, retried: bool) -> bool:
+    """Whether ``reply`` is answered by sending the request again at once, with the nonce the
+    server gave: a DPoP nonce demand (RFC 9449 §8), the first one of a request only. It is not a
+    failed attempt: the server refused the proof before looking at the request, so the attempt
+    count and the backoff do not move. A second demand is the server's error to report."""
+    return not retried and isinstance(reply, HttpResponse) and asks_for_nonce(reply)
+
+
 _FAILURE_TEXT = {
     "connect": "could not connect",
     "timeout": "timed out",
@@ -164,6 +178,7 @@ def exchange(
     what: str = "token endpoint",
     spends_credential: bool = False,
     urgent: bool = False,
+    dpop: DPoPKey | None = None,
 ) -> Generator[Step, Reply, Exchange]:
     """Send the request ``build()`` makes (a fresh one per attempt) until an answer that is not
     transient comes back; sleep between attempts as :func:`decide_retry` says.
@@ -179,14 +194,25 @@ def exchange(
     token again and again, which servers punish by revoking the whole token family.
 
     ``urgent``: callers have no usable token (see :func:`decide_retry`).
+
+    ``dpop``: the request carries a DPoP proof signed with this key. Every response's
+    ``DPoP-Nonce`` is kept in it for the next proof (``build`` signs with the newest), and a
+    nonce demand is answered as :func:`nonce_retry` says.
     """
     attempts = 0
     lost = 0
+    nonce_retried = False
     while True:
         request = build()
         sent_at = clock_time()
         attempts += 1
         reply = yield request
+        if dpop is not None and isinstance(reply, HttpResponse):
+            dpop._observe(request.url, reply)
+            if nonce_retry(reply, retried=nonce_retried):
+                nonce_retried = True
+                attempts -= 1
+                continue
         if isinstance(reply, TransportFailure) and not reply.retryable:
             raise TokenResponseError(
                 f"the {what} response is larger than the size limit", status=reply.status

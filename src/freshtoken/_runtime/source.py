@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FetchContext",
+    "adopt",
     "FunctionSource",
     "TokenSource",
     "callable_name",
@@ -145,6 +146,18 @@ def sends_refresh_token(source: TokenSource, ctx: FetchContext) -> bool:
     if callable(probe):
         return bool(probe(ctx))
     return ctx.current is not None and ctx.current.refresh_token is not None
+
+
+def adopt(source: TokenSource, token: Token, ctx: FetchContext) -> Token:
+    """``token``, loaded from a shared store, as ``source`` would hand it out: a store keeps the
+    token's fields only, so what lives in this process alone (a grant's DPoP key, which signs
+    the proofs of a DPoP-bound token) is put back by the source, through an optional
+    ``_adopt(token, ctx)``. Sources without one hand stored tokens out as they are."""
+    hook = getattr(source, "_adopt", None)
+    if callable(hook):
+        adopted: Token = hook(token, ctx)
+        return adopted
+    return token
 
 
 def callable_name(fn: object) -> str:

@@ -54,6 +54,7 @@ from freshtoken._runtime.source import (
     FetchContext,
     FunctionSource,
     TokenSource,
+    adopt,
     sends_refresh_token,
 )
 
@@ -646,7 +647,7 @@ class LeaseFetcher:
                 op = flow.send(reply) if failure is None else flow.throw(failure)
             except StopIteration as stop:
                 token: Token = stop.value
-                return token
+                return adopt(source, token, ctx)
             reply, failure = None, None
             try:
                 reply = self._perform(op, source)
@@ -694,7 +695,7 @@ class LeaseFetcher:
                 op = flow.send(reply) if failure is None else flow.throw(failure)
             except StopIteration as stop:
                 token: Token = stop.value
-                return token
+                return adopt(source, token, ctx)
             reply, failure = None, None
             try:
                 reply = await self._aperform(op, source)
