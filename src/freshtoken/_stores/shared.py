@@ -18,9 +18,9 @@ otherwise the manager wants a *newer* token, so the fetcher takes the lease, loa
 token fetched by someone else in the meantime is used, not fetched again), and only then fetches,
 saves, and releases. Managers that find the lease taken keep serving their still-usable token and
 wait until the holder's token lands (woken by the store's notification where it has one, see
-:mod:`freshtoken._stores.wakeups`, else polling with backoff), past their own token's hard deadline if need
-be (their callers then wait for it as for any fetch, up to ``policy.max_wait``); a holder that
-crashed loses its lease when the lease's time runs out, and the next one takes over.
+:mod:`freshtoken._stores.wakeups`, else polling with backoff), past their own token's hard
+deadline if need be (their callers then wait for it as for any fetch, up to ``policy.max_wait``);
+a holder that crashed loses its lease when the lease's time runs out, and the next one takes over.
 
 A store that fails (Redis down, a disk error) is reported (``store_unavailable``). A fetch that
 sends no refresh token (client credentials, a token function) then runs locally, and the store
