@@ -183,7 +183,9 @@ class _Commands:
     def load(self, key: str) -> _Steps[Record | None]:
         try:
             reply = yield _Call((self._record(key), "d", "g"), method="hmget")
-        except redis.exceptions.ResponseError:
+        except redis.exceptions.ResponseError as error:
+            if not str(error).startswith("WRONGTYPE"):
+                raise  # a cluster in failover, a redirect: the store is unavailable
             raise UnreadableRecord("the Redis key of this token holds another type") from None
         data, generation = (_as_bytes(part) for part in reply)
         if data is None:
@@ -231,7 +233,12 @@ def _new_owner() -> str:
     return secrets.token_hex(16)
 
 
-def _unavailable(error: redis.exceptions.RedisError) -> StoreUnavailable:
+#: What a client raises when Redis cannot be used (a cluster client's own errors, such as no
+#: reachable node or an uncovered slot, are not RedisErrors).
+_FAILURES = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"redis failed: {type(error).__name__}")
 
 
@@ -264,7 +271,7 @@ class _SyncRedis:
                     reply = self._scripts[call.script](keys=call.keys, args=call.args)
             except redis.exceptions.ResponseError as error:
                 failure = error  # the operation decides what a refused command means
-            except redis.exceptions.RedisError as error:
+            except _FAILURES as error:
                 raise _unavailable(error) from None
 
     def load(self, key: str) -> Record | None:
@@ -321,7 +328,7 @@ class _AsyncRedis:
                 reply = await pending
             except redis.exceptions.ResponseError as error:
                 failure = error
-            except redis.exceptions.RedisError as error:
+            except _FAILURES as error:
                 raise _unavailable(error) from None
 
     async def load(self, key: str) -> Record | None:

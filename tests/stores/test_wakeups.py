@@ -354,3 +354,64 @@ def test_a_wake_up_for_a_closed_loop_is_dropped() -> None:
     hub.notified("c")  # no error
     hub.lost()
     assert not future.done()
+
+
+# -- the listener's own life -----------------------------------------------------------------
+
+
+def test_a_second_token_is_subscribed_on_the_running_connection(
+    redis_server: RedisServer,
+) -> None:
+    with redis_server.client(decode_responses=True) as client:  # channels arrive as str
+        store = slow_safety_net(RedisStore(client))
+        hub = _hub(store)
+        first, second = (store._wakeups.channel_of(storage_key(k)) for k in ("a", "b"))  # type: ignore[union-attr]
+        assert hub.watch(first) is not None
+        ticket = hub.watch(second)  # subscribed through the listener's connection
+        assert ticket is not None
+        assert subscribers(client, first) == subscribers(client, second) == 1
+        client.publish(second, "1")
+        assert hub.wait(ticket, BOUND)
+
+
+def test_a_hung_server_is_noticed_by_the_heartbeat(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    import freshtoken.redis
+
+    monkeypatch.setattr(freshtoken.redis, "_HEARTBEAT", 0.1)
+    with redis_server.client() as client:
+        hub = _hub(RedisStore(client))
+        assert hub.watch("quiet") is not None
+        epoch = hub._epoch
+        process = redis_server._process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)  # answers nothing, closes nothing
+        try:
+            until(lambda: hub._epoch != epoch, "the heartbeat to give up")
+        finally:
+            process.send_signal(signal.SIGCONT)
+        assert hub.watch("quiet") is None  # poll until it is subscribed again
+
+
+def test_the_listener_ends_with_its_client(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import freshtoken.redis
+
+    monkeypatch.setattr(freshtoken.redis, "_HEARTBEAT", 0.05)
+    client = redis_server.client()
+    listener = freshtoken.redis._listener(client)
+    assert RedisStore(client)._wakeups is not None
+    assert listener.hub.watch("c") is not None
+    thread = listener._thread
+    assert thread is not None and thread.is_alive()
+    client.close()
+    del client
+    gc.collect()
+    thread.join(BOUND)
+    assert not thread.is_alive()
