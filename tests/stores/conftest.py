@@ -16,6 +16,10 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.stores.stores_cluster import (  # noqa: E402
+    RedisClusterServers,
+    cluster_tools_missing,
+)
 from tests.stores.stores_redis import REDIS_SERVER, RedisServer, free_port  # noqa: E402
 
 
@@ -42,3 +46,21 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A running 3-primary Redis Cluster (skipped, with the reason, when redis-server or
+    redis-cli is missing; a failure under CI). Shared by a module's tests: each uses its own
+    keys."""
+    reason = cluster_tools_missing()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -21,6 +21,16 @@ def free_port() -> int:
         return port
 
 
+def start_server(port: int, *options: str) -> subprocess.Popen[bytes]:
+    """A redis-server child on 127.0.0.1:``port`` without persistence, with more ``options``."""
+    command = [str(REDIS_SERVER), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    return subprocess.Popen(
+        [*command, "--appendonly", "no", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 class RedisServer:
     """A redis-server child process without persistence, on ``port``; stop() and start() again
     on the same port to simulate an outage."""
@@ -30,21 +40,7 @@ class RedisServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                str(REDIS_SERVER),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self._process = start_server(self.port)
         deadline = time.monotonic() + 10
         while True:
             try:

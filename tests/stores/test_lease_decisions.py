@@ -15,6 +15,7 @@ from freshtoken._stores.shared import (
     decide,
     hard_deadline,
     poll_delay,
+    wait_delay,
     with_expiry,
 )
 
@@ -128,6 +129,23 @@ def test_polling_backs_off_from_10_ms_to_200_ms_and_never_passes_the_deadline() 
     assert poll_delay(3, now=0.0, deadline=100.0, draw=0.0) == pytest.approx(0.04)
     assert poll_delay(20, now=99.95, deadline=100.0, draw=1.0) == pytest.approx(0.05)
     assert poll_delay(0, now=101.0, deadline=100.0, draw=1.0) == 0.0
+
+
+def test_a_waiter_woken_by_push_looks_again_only_after_the_safety_net() -> None:
+    def pushed(draw: float, *, now: float = 0.0, recheck: float = 0.2) -> float:
+        return wait_delay(5, now=now, deadline=100.0, draw=draw, pushed=True, recheck=recheck)
+
+    # never later than polling's longest delay (a lost message costs no more than polling did)
+    assert pushed(1.0) == pytest.approx(0.2)
+    assert pushed(0.0) == pytest.approx(0.15)
+    assert pushed(0.5, recheck=10.0) == pytest.approx(8.75)
+    assert pushed(1.0, now=99.9) == pytest.approx(0.1)  # never past the deadline
+    assert pushed(1.0, now=101.0) == 0.0
+    # without a subscription, it is polling
+    for attempt in range(6):
+        assert wait_delay(attempt, now=0.0, deadline=100.0, draw=0.3, pushed=False) == poll_delay(
+            attempt, now=0.0, deadline=100.0, draw=0.3
+        )
 
 
 def test_a_failing_store_is_left_alone_for_a_growing_while(fake_clock: FakeClock) -> None:

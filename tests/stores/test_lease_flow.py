@@ -23,9 +23,13 @@ from freshtoken._stores.shared import (
     Release,
     Save,
     Sleep,
+    StoreHealth,
+    Wait,
+    Watch,
     _Run,
 )
-from freshtoken._stores.store import Record, StoreUnavailable, storage_key
+from freshtoken._stores.store import InlineBackend, Record, StoreUnavailable, storage_key
+from freshtoken._stores.wakeups import Hub, Ticket, Wakeups
 
 
 def SENDS_NONE(ctx: ft.FetchContext) -> bool:
@@ -347,3 +351,44 @@ def test_a_late_token_whose_holder_lost_its_lease_after_saving_is_handed_out(
     flow, late = holding_with_a_late_token(fake_clock)
     assert isinstance(step(flow, 1), Extend)
     assert step(flow, False) == ("returned", late)
+
+
+def pushing_fetcher() -> LeaseFetcher:
+    """A fetcher with wake-ups (their hub's transport is the test: it confirms by hand)."""
+    hub = Hub(lambda channel: None, confirm_timeout=0.0)
+    wakeups = Wakeups(hub, lambda key: "channel:" + key, recheck=0.2)
+    store = MemoryStore()
+    return LeaseFetcher(
+        "flow", store._backend, InlineBackend(store._backend), health=StoreHealth(), wakeups=wakeups
+    )
+
+
+def test_a_waiter_subscribes_before_its_last_look_and_then_waits_for_the_wake_up(
+    fake_clock: FakeClock,
+) -> None:
+    flow = pushing_fetcher()._flow(context(fake_clock), _Run(), SENDS_NONE)
+    assert isinstance(next(flow), Load)
+    assert isinstance(step(flow, None), Acquire)
+    assert step(flow, None) == Watch(storage_key("flow"))  # busy: subscribe first,
+    ticket = Ticket("channel:" + storage_key("flow"), 0, 0)
+    assert isinstance(step(flow, ticket), Load)  # then look once more,
+    wait = step(flow, None)
+    assert isinstance(wait, Wait) and wait.ticket == ticket  # then wait for the wake-up
+    assert 0.15 <= wait.seconds <= 0.2  # or the safety net, never longer than polling
+    assert step(flow, True) == Watch(storage_key("flow"))  # woken: subscribe, then look
+    assert isinstance(step(flow, ticket), Load)
+    landed = token_at(fake_clock, "landed")
+    assert step(flow, Record(landed, 1)) == ("returned", landed)
+
+
+def test_a_waiter_without_a_subscription_polls(fake_clock: FakeClock) -> None:
+    flow = pushing_fetcher()._flow(context(fake_clock), _Run(), SENDS_NONE)
+    assert isinstance(next(flow), Load)
+    assert isinstance(step(flow, None), Acquire)
+    assert isinstance(step(flow, None), Watch)
+    pause = step(flow, None)  # refused or lost: no ticket
+    assert isinstance(pause, Sleep) and pause.seconds <= 0.01
+    assert isinstance(step(flow, None), Watch)
+    assert isinstance(step(flow, None), Load)
+    landed = token_at(fake_clock, "landed")
+    assert step(flow, Record(landed, 1)) == ("returned", landed)

@@ -196,7 +196,8 @@ def test_encrypted_records_decrypt_after_a_key_rotation_and_others_are_not_trust
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"client": object()}, "redis.Redis or redis.asyncio.Redis"),
+        ({"client": object()}, "redis.Redis, redis.asyncio.Redis, redis.cluster.RedisCluster"),
+        ({"pubsub": "yes"}, "pubsub must be True or False"),
         ({"prefix": 5}, "prefix"),
         ({"encryption_key": "not-a-key"}, "not a Fernet key"),
         ({"encryption_key": []}, "empty list"),

@@ -17,9 +17,10 @@ jittered). The fetcher then gives it the stored token if that is one the manager
 otherwise the manager wants a *newer* token, so the fetcher takes the lease, loads once more (a
 token fetched by someone else in the meantime is used, not fetched again), and only then fetches,
 saves, and releases. Managers that find the lease taken keep serving their still-usable token and
-poll (with backoff) until the holder's token lands, past their own token's hard deadline if need
-be (their callers then wait for it as for any fetch, up to ``policy.max_wait``); a holder that
-crashed loses its lease when the lease's time runs out, and the next one takes over.
+wait until the holder's token lands (woken by the store's notification where it has one, see
+:mod:`freshtoken._stores.wakeups`, else polling with backoff), past their own token's hard
+deadline if need be (their callers then wait for it as for any fetch, up to ``policy.max_wait``);
+a holder that crashed loses its lease when the lease's time runs out, and the next one takes over.
 
 A store that fails (Redis down, a disk error) is reported (``store_unavailable``). A fetch that
 sends no refresh token (client credentials, a token function) then runs locally, and the store
@@ -66,6 +67,7 @@ from .store import (
     UnreadableRecord,
     storage_key,
 )
+from .wakeups import Ticket, Wakeups
 
 __all__ = [
     "Choice",
@@ -79,6 +81,7 @@ __all__ = [
     "arrived_late",
     "poll_delay",
     "record_ttl",
+    "wait_delay",
     "refresh_lifetime",
     "with_expiry",
 ]
@@ -88,6 +91,10 @@ DEFAULT_LEASE_TIME = 10.0
 #: Polling of a waiter: first delay, and the longest delay between two looks at the store.
 POLL_INITIAL = 0.01
 POLL_MAX = 0.2
+#: With push wake-ups, the longest a waiter waits for the holder's notification before it looks
+#: at the store anyway: the safety net for a lost message (a crashed holder sends none, its lease
+#: simply runs out). It is the longest delay of polling, so no waiter is ever later than it was.
+RECHECK = POLL_MAX
 
 
 class Phase(enum.Enum):
@@ -226,6 +233,28 @@ def poll_delay(attempt: int, *, now: float, deadline: float, draw: float) -> flo
     return max(0.0, min(delay, deadline - now))
 
 
+def wait_delay(
+    attempt: int,
+    *,
+    now: float,
+    deadline: float,
+    draw: float,
+    pushed: bool,
+    recheck: float = RECHECK,
+) -> float:
+    """Seconds a waiter waits before its next look at the store.
+
+    Without a notification to wait for (``pushed`` false: the store has none, or its subscription
+    is refused or lost) this is :func:`poll_delay`. With one, the waiter is woken by the holder's
+    save or release, and the delay is only the safety net: ``recheck`` (75-100 % of it, jittered
+    so that the waiters of a fleet do not look all at once), never past ``deadline``.
+    """
+    if not pushed:
+        return poll_delay(attempt, now=now, deadline=deadline, draw=draw)
+    delay = recheck * (0.75 + 0.25 * min(max(draw, 0.0), 1.0))
+    return max(0.0, min(delay, deadline - now))
+
+
 class StoreHealth:
     """Whether to use a store that failed recently: after a failure it is left alone for a while
     (1 s, doubling per consecutive failure, up to 30 s), then tried again. Shared by the fetchers
@@ -326,7 +355,23 @@ class Sleep:
     seconds: float
 
 
-Op = Load | Acquire | Release | Save | Delete | Extend | Fetch | Sleep
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Subscribe to the wake-ups of ``key`` before the last look at the store: a
+    :class:`~freshtoken._stores.wakeups.Ticket`, or ``None`` when there are none now (poll)."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait for a wake-up past ``ticket``, at most ``seconds``."""
+
+    ticket: Ticket
+    seconds: float
+
+
+Op = Load | Acquire | Release | Save | Delete | Extend | Fetch | Sleep | Watch | Wait
 _Flow = Generator[Op, Any, Token]
 #: Whether a fetch from the context sends a refresh token (see sends_refresh_token).
 _SendsRefreshToken = Callable[[FetchContext], bool]
@@ -363,6 +408,7 @@ class LeaseFetcher:
         "_seen",
         "_unsaved",
         "_unsaved_after",
+        "_wakeups",
         "lease_time",
     )
 
@@ -374,8 +420,10 @@ class LeaseFetcher:
         *,
         health: StoreHealth,
         lease_time: float = DEFAULT_LEASE_TIME,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self._key = storage_key(source_key)
+        self._wakeups = wakeups
         self._backend = backend
         self._async_backend = async_backend
         self._health = health
@@ -461,6 +509,8 @@ class LeaseFetcher:
         clock = ctx.clock
         phase = Phase.LOOKING
         attempt = 0
+        ticket: Ticket | None = None
+        watched = False
         stored = yield from self._load(ctx, run)
         while True:
             choice = decide(
@@ -489,8 +539,26 @@ class LeaseFetcher:
                 stored = yield from self._load(ctx, run)
                 continue
             if choice is Choice.WAIT:
-                yield Sleep(self._poll(attempt, clock.monotonic(), wait_until))
+                if self._wakeups is not None and not watched:
+                    # Subscribe first, then look once more: a save that landed before the
+                    # subscription is seen now, one after it wakes this waiter.
+                    watched = True
+                    ticket = yield Watch(self._key)
+                    if ticket is not None:
+                        stored = yield from self._load(ctx, run)
+                        continue
+                delay = wait_delay(
+                    attempt,
+                    now=clock.monotonic(),
+                    deadline=wait_until,
+                    draw=self._random.random(),
+                    pushed=ticket is not None,
+                    recheck=self._wakeups.recheck if self._wakeups is not None else RECHECK,
+                )
+                yield Sleep(delay) if ticket is None else Wait(ticket, delay)
                 attempt += 1
+                if self._wakeups is not None:
+                    ticket = yield Watch(self._key)
                 stored = yield from self._load(ctx, run)
                 phase = Phase.LOOKING
                 continue
@@ -680,6 +748,12 @@ class LeaseFetcher:
                 return source.fetch(op.ctx)
             with _keeping_alive(backend, op.keepalive, op.ctx.clock):
                 return source.fetch(op.ctx)
+        if isinstance(op, Watch):
+            assert self._wakeups is not None
+            return self._wakeups.watch(op.key)
+        if isinstance(op, Wait):
+            assert self._wakeups is not None
+            return self._wakeups.wait(op.ticket, op.seconds)
         time.sleep(op.seconds)
         return None
 
@@ -734,6 +808,12 @@ class LeaseFetcher:
                 return await source.afetch(op.ctx)
             finally:
                 keeper.cancel()
+        if isinstance(op, Watch):
+            assert self._wakeups is not None
+            return await self._wakeups.awatch(op.key)
+        if isinstance(op, Wait):
+            assert self._wakeups is not None
+            return await self._wakeups.async_wait(op.ticket, op.seconds)
         await asyncio.sleep(op.seconds)
         return None
 
@@ -742,7 +822,9 @@ def _as_flow_error(op: Op, error: Exception) -> Exception:
     """The error to throw into the flow: a source's error as it is; a store operation's error as
     :class:`StoreUnavailable` unless the backend already classified it (the caller never fails
     because of the store, whatever the store raised)."""
-    if isinstance(op, Fetch | Sleep) or isinstance(error, StoreUnavailable | UnreadableRecord):
+    if isinstance(op, Fetch | Sleep | Watch | Wait) or isinstance(
+        error, StoreUnavailable | UnreadableRecord
+    ):
         return error
     wrapped = StoreUnavailable(f"{type(op).__name__.lower()} raised {type(error).__name__}")
     wrapped.__cause__ = error
