@@ -34,6 +34,7 @@ from ._oauth.grants import (
     RefreshTokenGrant,
     TokenExchange,
 )
+from ._oauth.resource import adiscover_resource, discover_resource
 from ._runtime.clock import Clock, SystemClock
 from ._runtime.decorators import authenticated
 from ._runtime.manager import TokenManager
@@ -78,5 +79,7 @@ __all__ = [
     "TokenResponseError",
     "TokenSource",
     "Unauthorized",
+    "adiscover_resource",
     "authenticated",
+    "discover_resource",
 ]

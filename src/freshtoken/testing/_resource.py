@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from freshtoken.testing._challenges import Demands
 from freshtoken.testing._counters import Counters
 from freshtoken.testing._errors import REALM, json_response
 from freshtoken.testing._http import Request, Response
@@ -60,6 +61,10 @@ class ResourceEndpoint:
         self._store = store
         self._counters = counters
         self._cache: dict[str, dict[str, Any]] = {}
+        #: Beyond a valid token (``server.demand``), and the RFC 9728 metadata URL named in the
+        #: challenge to a request without a token (set when the server knows its URL).
+        self.demands = Demands()
+        self.metadata_url: str | None = None
 
     def handle(self, request: Request) -> Response:
         if request.path == "/api/redirect":
@@ -76,6 +81,8 @@ class ResourceEndpoint:
                 if exc.reason == "missing"
                 else _bearer_challenge("invalid_token", exc.description)
             )
+            if exc.reason == "missing" and self.metadata_url is not None:  # RFC 9728 §5.1
+                challenge += f', resource_metadata="{self.metadata_url}"'
             return json_response(
                 401,
                 {
@@ -85,6 +92,9 @@ class ResourceEndpoint:
                 },
                 [("WWW-Authenticate", challenge)],
             )
+        refusal = self.demands.refusal(claims, self._store.clock.time())
+        if refusal is not None:
+            return refusal
         return json_response(
             200,
             {
