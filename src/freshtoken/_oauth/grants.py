@@ -420,14 +420,16 @@ class _HttpGrant:
     def _flow(self, ctx: FetchContext) -> Flow:
         token_url = self._token_url
         lookup = Lookup(
-            allow_insecure_http=self._allow_insecure_http,
-            timeout=self._timeout,
-            clock_time=ctx.clock.time,
-            clock_monotonic=ctx.clock.monotonic,
-            deadline=ctx.deadline,
-            policy=ctx.policy,
-            max_attempts=self._max_attempts,
-            draw=self._random.random,
+            self._allow_insecure_http,
+            self._timeout,
+            {
+                "clock_time": ctx.clock.time,
+                "clock_monotonic": ctx.clock.monotonic,
+                "deadline": ctx.deadline,
+                "policy": ctx.policy,
+                "max_attempts": self._max_attempts,
+                "draw": self._random.random,
+            },
         )
         if self._resource_metadata is not None:
             token_url, resource = yield from token_endpoint(

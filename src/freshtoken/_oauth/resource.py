@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 from freshtoken._core.errors import ConfigurationError, TokenResponseError
@@ -39,6 +40,7 @@ __all__ = [
     "WELL_KNOWN",
     "Lookup",
     "ResourceMetadata",
+    "RetryOptions",
     "adiscover_resource",
     "clear_cache",
     "discover_resource",
@@ -148,12 +150,9 @@ def _checked(
     return ResourceMetadata(claimed, tuple(dict.fromkeys(servers)), kept, url)
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """How the lookups of one fetch are made: the transport rule and the retry budget."""
+class RetryOptions(TypedDict):
+    """The keyword arguments of :func:`~freshtoken._oauth.retry.exchange` a fetch fixes."""
 
-    allow_insecure_http: bool
-    timeout: float | None
     clock_time: Callable[[], float]
     clock_monotonic: Callable[[], float]
     deadline: float
@@ -161,18 +160,19 @@ class Lookup:
     max_attempts: int
     draw: Callable[[], float]
 
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """How the lookups of one fetch are made: the transport rule and the retry budget."""
+
+    allow_insecure_http: bool
+    timeout: float | None
+    retry: RetryOptions
+
     def discover(self, issuer: str) -> Generator[Step, Reply, str]:
         """The token endpoint of ``issuer`` (RFC 8414 / OIDC discovery, cached)."""
         return discover(
-            issuer,
-            allow_insecure_http=self.allow_insecure_http,
-            timeout=self.timeout,
-            clock_time=self.clock_time,
-            clock_monotonic=self.clock_monotonic,
-            deadline=self.deadline,
-            policy=self.policy,
-            max_attempts=self.max_attempts,
-            draw=self.draw,
+            issuer, allow_insecure_http=self.allow_insecure_http, timeout=self.timeout, **self.retry
         )
 
 
@@ -194,19 +194,10 @@ def fetch_metadata(
             metadata_url,
             {"Accept": "application/json"},
             timeout=lookup.timeout,
-            max_time=lookup.deadline - lookup.clock_monotonic(),
+            max_time=lookup.retry["deadline"] - lookup.retry["clock_monotonic"](),
         )
 
-    done = yield from exchange(
-        build,
-        clock_time=lookup.clock_time,
-        clock_monotonic=lookup.clock_monotonic,
-        deadline=lookup.deadline,
-        policy=lookup.policy,
-        max_attempts=lookup.max_attempts,
-        draw=lookup.draw,
-        what="protected-resource metadata endpoint",
-    )
+    done = yield from exchange(build, what="protected-resource metadata endpoint", **lookup.retry)
     response = done.response
     if response.status != 200 or not is_json(response):
         why = f"HTTP {response.status}"
@@ -278,14 +269,16 @@ def _standalone(url: str, allow_insecure_http: bool, timeout: float | None) -> L
         raise ConfigurationError("timeout must be a positive number of seconds or None")
     clock = SYSTEM_CLOCK
     return Lookup(
-        allow_insecure_http=allow_insecure_http,
-        timeout=None if timeout is None else float(timeout),
-        clock_time=clock.time,
-        clock_monotonic=clock.monotonic,
-        deadline=clock.monotonic() + _STANDALONE_TIME,
-        policy=RefreshPolicy(),
-        max_attempts=DEFAULT_MAX_ATTEMPTS,
-        draw=random.random,
+        allow_insecure_http,
+        None if timeout is None else float(timeout),
+        {
+            "clock_time": clock.time,
+            "clock_monotonic": clock.monotonic,
+            "deadline": clock.monotonic() + _STANDALONE_TIME,
+            "policy": RefreshPolicy(),
+            "max_attempts": DEFAULT_MAX_ATTEMPTS,
+            "draw": random.random,
+        },
     )
 
 
