@@ -289,3 +289,48 @@ def test_an_async_fetch_learns_the_same(
     token = asyncio.run(main())
     response = httpx.get(server.resource_url, headers={"Authorization": token.authorization})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("options", [{"allow_insecure_http": 1}, {"timeout": 0}, {"timeout": True}])
+def test_bad_lookup_options_are_configuration_errors(options: dict[str, object]) -> None:
+    with pytest.raises(ft.ConfigurationError):
+        ft.discover_resource("https://api.example.com", **options)  # type: ignore[arg-type]
+
+
+def test_a_resource_with_a_path_has_its_metadata_at_the_inserted_path() -> None:
+    with AuthorizationServer() as server:
+        server.add_client()
+        # the resource at "/": a document naming "/v1" for it is not its document
+        body = json.dumps({"resource": server.base_url + "/v1", "authorization_servers": []})
+        _serve(server, body)
+        with pytest.raises(ft.ConfigurationError, match="names resource"):
+            ft.discover_resource(server.base_url + "/")
+
+
+def test_the_test_server_serves_a_resource_with_a_path_at_the_inserted_path() -> None:
+    with AuthorizationServer() as first:
+        port = first.port
+    with AuthorizationServer(port=port, audience=f"http://127.0.0.1:{port}/api") as server:
+        assert server.resource_metadata_url.endswith("/.well-known/oauth-protected-resource/api")
+        metadata = ft.discover_resource(server.base_url + "/api")
+        assert metadata.resource == server.audience
+        with pytest.raises(ft.ConfigurationError, match="no protected-resource metadata"):
+            ft.discover_resource(server.base_url + "/api/")  # another path, another document
+
+
+def test_a_listed_server_without_discovery_is_a_configuration_error(
+    server: AuthorizationServer, grant_args: dict[str, str]
+) -> None:
+    body = json.dumps({"resource": server.audience, "authorization_servers": [server.issuer]})
+    grant = ft.ClientCredentials(resource_metadata=server.resource_metadata_url, **grant_args)
+    server.faults.add(  # the metadata, once
+        Fault(target="discovery", body=body, content_type="application/json"), times=1
+    )
+    server.faults.add(Fault(target="discovery", status=404, body="{}"))  # then no AS metadata
+
+    with (
+        ft.TokenManager(grant) as manager,
+        pytest.raises(ft.ConfigurationError, match="no authorization server metadata"),
+    ):
+        manager.get()
+    assert server.token_requests == 0
