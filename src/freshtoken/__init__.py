@@ -15,7 +15,9 @@ never reach a log.
 from ._core.errors import (
     ConfigurationError,
     FreshTokenError,
+    InsufficientScope,
     OAuthError,
+    StepUpRequired,
     TokenEndpointUnavailable,
     TokenRequestError,
     TokenResponseError,
@@ -34,6 +36,7 @@ from ._oauth.grants import (
     RefreshTokenGrant,
     TokenExchange,
 )
+from ._oauth.resource import adiscover_resource, discover_resource
 from ._runtime.clock import Clock, SystemClock
 from ._runtime.decorators import authenticated
 from ._runtime.manager import TokenManager
@@ -58,6 +61,7 @@ __all__ = [
     "FreshTokenError",
     "FunctionSource",
     "GitHubActionsOIDC",
+    "InsufficientScope",
     "JWTBearerGrant",
     "LoggingEvents",
     "MemoryStore",
@@ -67,6 +71,7 @@ __all__ = [
     "RefreshPolicy",
     "RefreshTokenGrant",
     "SharedFetcher",
+    "StepUpRequired",
     "Store",
     "SystemClock",
     "Token",
@@ -78,5 +83,7 @@ __all__ = [
     "TokenResponseError",
     "TokenSource",
     "Unauthorized",
+    "adiscover_resource",
     "authenticated",
+    "discover_resource",
 ]

@@ -371,13 +371,15 @@ def test_a_401_for_the_token_invalidates_it_and_replays_once_with_the_next() -> 
     assert source.fetches == 2
 
 
-def test_a_401_about_scope_keeps_the_token() -> None:
+def test_a_401_about_scope_keeps_the_token_and_raises_insufficient_scope() -> None:
     source = Tokens("first", "second")
     with ft.TokenManager(source) as manager:
-        sent = run(manager, [Reply(401, 'Bearer error="insufficient_scope"')])
+        refused = Reply(401, 'Bearer error="insufficient_scope"')
+        with pytest.raises(ft.InsufficientScope):
+            run(manager, [refused])
         assert manager.get().access_token == "first"
 
-    assert len(sent) == 1
+    assert refused.discarded
     assert source.fetches == 1
 
 
@@ -484,8 +486,10 @@ def test_the_fast_path_leaves_other_origins_and_token_requests_to_the_flow() -> 
         assert seen == [None]
 
 
-@pytest.mark.parametrize(("status", "recover"), [(200, False), (403, False), (401, True)])
-def test_only_a_401_needs_recovery(status: int, recover: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "recover"), [(200, False), (404, False), (403, True), (401, True)]
+)
+def test_only_a_401_or_403_needs_recovery(status: int, recover: bool) -> None:
     assert needs_recovery(status) is recover
 
 

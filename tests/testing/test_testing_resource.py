@@ -55,12 +55,14 @@ def test_valid_token_any_method_and_subpath(
     assert http.delete(server.base_url + "/api", headers=bearer(token)).status_code == 200
 
 
-def test_missing_token_gets_a_bare_challenge(
+def test_missing_token_gets_a_bare_challenge_naming_the_resource_metadata(
     server: AuthorizationServer, http: httpx.Client
 ) -> None:
     response = http.get(server.resource_url)
     assert reason(response) == "missing"
-    assert response.headers["www-authenticate"] == 'Bearer realm="freshtoken-testing"'
+    assert response.headers["www-authenticate"] == (
+        f'Bearer realm="freshtoken-testing", resource_metadata="{server.resource_metadata_url}"'
+    )
     basic = http.get(server.resource_url, headers={"Authorization": "Basic Zm9vOmJhcg=="})
     assert reason(basic) == "missing"
 

@@ -9,6 +9,8 @@
     │   ├── TokenEndpointUnavailable the token endpoint could not be reached / was down
     │   └── TokenResponseError      the answer was not a usable token response
     └── Unauthorized                an API answered 401 for a token (raise it to trigger a retry)
+        ├── InsufficientScope       the token lacks a scope the API needs (never retried)
+        └── StepUpRequired          the API needs a stronger user authentication (never retried)
 
 No message, repr or traceback of these errors holds a secret: they are built from field names,
 status codes, error codes and fingerprints, never from token or credential values. Every error is
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigurationError",
     "FreshTokenError",
+    "InsufficientScope",
     "OAuthError",
+    "StepUpRequired",
     "TokenEndpointUnavailable",
     "TokenRequestError",
     "TokenResponseError",
@@ -166,12 +170,96 @@ class Unauthorized(FreshTokenError):
 
     Raise it from a function decorated with ``authenticated`` to have the token invalidated and the
     function run once more with a fresh one. ``token`` is the token that was rejected, when known.
+    ``resource_metadata`` is the URL of the API's protected-resource metadata (RFC 9728 §5.1), when
+    its challenge named one: :func:`freshtoken.discover_resource` reads it.
     """
 
-    def __init__(self, message: str = "", *, token: Token | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        token: Token | None = None,
+        resource_metadata: str | None = None,
+    ) -> None:
         super().__init__(message or "the API answered 401 Unauthorized")
         self.token = token
+        self.resource_metadata = resource_metadata
 
     def __repr__(self) -> str:
         fingerprint = self.token.fingerprint if self.token is not None else None
-        return f"Unauthorized({self.message!r}, token_fingerprint={fingerprint!r})"
+        return f"{type(self).__name__}({self.message!r}, token_fingerprint={fingerprint!r})"
+
+
+class _ChallengeError(Unauthorized):
+    """A refusal no new token of the same grant would cure: never answered with a token request
+    or a retry. ``status`` is the HTTP status of the refusal."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        token: Token | None,
+        resource_metadata: str | None,
+    ) -> None:
+        super().__init__(message, token=token, resource_metadata=resource_metadata)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class InsufficientScope(_ChallengeError):
+    """The API refused the token for a scope it lacks (RFC 6750 §3.1 ``insufficient_scope``).
+
+    A new token from the same grant carries the same scope, so this is never answered with a
+    token request or a retry: the caller must ask for ``scope`` (the scope the API named, or
+    ``None`` when it named none). ``status`` is the HTTP status (403, or 401).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        scope: str | None = None,
+        status: int | None = None,
+        token: Token | None = None,
+        resource_metadata: str | None = None,
+    ) -> None:
+        super().__init__(
+            message or "the API needs a scope the token lacks",
+            status=status,
+            token=token,
+            resource_metadata=resource_metadata,
+        )
+        self.scope = scope
+
+
+class StepUpRequired(_ChallengeError):
+    """The API needs a stronger or more recent user authentication (RFC 9470 step-up,
+    ``insufficient_user_authentication``).
+
+    No refresh satisfies it: the user must authenticate again, asking the authorization server
+    for ``acr_values`` (space-separated authentication context classes) and/or an authentication
+    no older than ``max_age`` seconds, as the API named them (``None``: not named).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        acr_values: str | None = None,
+        max_age: int | None = None,
+        status: int | None = None,
+        token: Token | None = None,
+        resource_metadata: str | None = None,
+    ) -> None:
+        super().__init__(
+            message or "the API needs a stronger user authentication",
+            status=status,
+            token=token,
+            resource_metadata=resource_metadata,
+        )
+        self.acr_values = acr_values
+        self.max_age = max_age

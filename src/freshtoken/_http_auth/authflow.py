@@ -15,8 +15,11 @@ What the flow decides:
   never over plain ``http://`` to a host other than loopback unless the user opted in);
 * the header that presents the token (:func:`present`, the one place a token becomes a header, so
   that DPoP proofs can slot in later);
-* whether a response means "this token was refused, fetch another" (:func:`token_refused`: 401
-  only, read with its ``WWW-Authenticate`` challenge);
+* what a 401 or 403 to a request that carried the token asks for, read from its
+  ``WWW-Authenticate`` challenge (:mod:`~freshtoken._http_auth.challenges`): "this token was
+  refused, fetch another" (401 ``invalid_token``), or a scope or a step-up that no new token of
+  the same grant would bring, raised as :class:`~freshtoken.InsufficientScope` /
+  :class:`~freshtoken.StepUpRequired` without a token request;
 * whether the request can be sent again (:func:`replayable`: only bodies held in memory) and then
   replaying it once with a new token, after a compare-and-invalidate of the refused one, so that
   fifty concurrent 401s for one token cause one token request.
@@ -29,9 +32,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-import re
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -39,6 +40,8 @@ from freshtoken._core.errors import ConfigurationError
 from freshtoken._core.token import Token
 from freshtoken._oauth.http import is_loopback
 from freshtoken._runtime.forksafe import fork_safe_lock
+
+from .challenges import REFRESH, Challenge, Decision, decide, parse_challenges
 
 if TYPE_CHECKING:
     from freshtoken._runtime.manager import TokenManager
@@ -274,105 +277,19 @@ def present(token: Token, method: str, url: object) -> dict[str, str]:
     )
 
 
-# -- reading 401 challenges ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """One ``WWW-Authenticate`` challenge: the scheme (lower-cased) and its parameters."""
-
-    scheme: str
-    params: dict[str, str]
-
-
-_PARAM = re.compile(r'([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"?|[^\s,]*)')
-_SCHEME = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:[ \t]+|$)")
-_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-_UNESCAPE = re.compile(r"\\(.)")
-
-
-def _split_items(text: str) -> list[str]:
-    """Split at commas outside quoted strings."""
-    items: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            items.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    items.append("".join(current).strip())
-    return [item for item in items if item]
-
-
-def _param(text: str) -> tuple[str, str] | None:
-    match = _PARAM.fullmatch(text)
-    if match is None:
-        return None
-    name, value = match.groups()
-    if value.startswith('"'):
-        value = _UNESCAPE.sub(r"\1", value[1:].removesuffix('"'))
-    return name.lower(), value
-
-
-def parse_challenges(header: str) -> list[Challenge]:
-    """Parse a ``WWW-Authenticate`` value (RFC 9110 §11.6.1) into challenges, never raising.
-
-    ``Bearer realm="api", error="invalid_token", Basic realm="x"`` gives two challenges. A
-    token68 value (``Negotiate abc==``) is kept under the parameter name ``""``. What cannot be
-    read is skipped.
-    """
-    challenges: list[Challenge] = []
-    for item in _split_items(header[:8192]):
-        if challenges:
-            param = _param(item)
-            if param is not None and not _TOKEN68.fullmatch(item):
-                challenges[-1].params[param[0]] = param[1]
-                continue
-        scheme = _SCHEME.match(item)
-        if scheme is None:
-            continue
-        params: dict[str, str] = {}
-        challenges.append(Challenge(scheme.group(1).lower(), params))
-        rest = item[scheme.end() :].strip()
-        if not rest:
-            continue
-        if _TOKEN68.fullmatch(rest):
-            params[""] = rest
-            continue
-        param = _param(rest)
-        if param is not None:
-            params[param[0]] = param[1]
-    return challenges
-
-
-#: Bearer error codes (RFC 6750 §3.1) that a new token will not cure.
-_NOT_A_TOKEN_PROBLEM = frozenset({"invalid_request", "insufficient_scope"})
+# -- reading challenges ----------------------------------------------------------------------
 
 
 def token_refused(status: int, www_authenticate: str | None) -> bool:
     """Whether a response says the token itself was refused, so a new one may succeed.
 
-    Only a 401 can say so (a 403, ``insufficient_scope`` or not, is about what the token may do:
-    a new token with the same grant changes nothing). A 401 whose Bearer challenge names
-    ``invalid_request`` or ``insufficient_scope`` is refused too; a 401 with ``invalid_token``, a
-    Bearer challenge without an error code, or no challenge at all (common) means the token.
+    Only a 401 can say so (a 403 is about what the token may do: a new token with the same grant
+    changes nothing). A 401 whose Bearer challenge names ``invalid_request``,
+    ``insufficient_scope`` or ``insufficient_user_authentication`` is not about the token either;
+    a 401 with ``invalid_token``, a Bearer challenge without an error code, or no challenge at all
+    (common) is. The table is :func:`~freshtoken._http_auth.challenges.decide`'s.
     """
-    if not needs_recovery(status):
-        return False
-    if not www_authenticate:
-        return True
-    for challenge in parse_challenges(www_authenticate):
-        if challenge.scheme == "bearer" and challenge.params.get("error") in _NOT_A_TOKEN_PROBLEM:
-            return False
-    return True
+    return decide(status, www_authenticate).action == REFRESH
 
 
 # -- replaying a request ---------------------------------------------------------------------
@@ -536,25 +453,49 @@ def fast_path(
 
 
 def needs_recovery(status: int) -> bool:
-    """Whether the answer to a request that carried the token needs :func:`recover`: only a 401
-    can say that the token was refused (see :func:`token_refused`)."""
-    return status == 401
+    """Whether the answer to a request that carried the token needs :func:`recover`: a 401 (the
+    token may have been refused) or a 403 (its challenge may name a missing scope)."""
+    return status in (401, 403)
+
+
+def _raise_typed(decision: Decision, outcome: Outcome, token: Token, where: str) -> None:
+    """Raise the typed error ``decision`` stands for (if any), after releasing the response."""
+    error = decision.error(sent=(token.access_token, token.refresh_token or ""))
+    if error is None:
+        return
+    error.token = token
+    logger.debug(
+        "HTTP %d from %s for token %s: %s; not refreshed",
+        decision.status,
+        where,
+        token.fingerprint,
+        decision.action,
+    )
+    outcome.discard()
+    raise error
 
 
 def recover(manager: TokenManager, attempt: Attempt, outcome: Outcome) -> Flow:
     """The rest of :func:`authorize`, from the answer (``outcome``) to ``attempt``: on a 401 for
-    its token, invalidate that token and replay the request once with a new one."""
+    its token, invalidate that token and replay the request once with a new one; on a challenge
+    naming a missing scope or a step-up, raise the typed error (no token request: see
+    :mod:`~freshtoken._http_auth.challenges`)."""
     origin, method, url = attempt.origin, attempt.method, attempt.url
     token, headers = attempt.token, attempt.headers
     if not needs_recovery(outcome.status):
         return
     where = format_origin(origin)
     if outcome.sent_authorization() != headers["Authorization"]:
-        logger.debug("401 from %s for a request that did not carry the token", where)
-        return
-    if not token_refused(401, outcome.www_authenticate()):
         logger.debug(
-            "401 from %s for token %s: the challenge is not about the token",
+            "HTTP %d from %s for a request that did not carry the token", outcome.status, where
+        )
+        return
+    decision = decide(outcome.status, outcome.www_authenticate())
+    _raise_typed(decision, outcome, token, where)
+    if decision.action != REFRESH:
+        logger.debug(
+            "HTTP %d from %s for token %s: the challenge is not about the token",
+            outcome.status,
             where,
             token.fingerprint,
         )
@@ -586,7 +527,11 @@ def recover(manager: TokenManager, attempt: Attempt, outcome: Outcome) -> Flow:
     outcome.discard()
     final = yield Send(replay)
     assert not isinstance(final, Token)
-    if token_refused(final.status, final.www_authenticate()):
+    if not needs_recovery(final.status):
+        return
+    decision = decide(final.status, final.www_authenticate())
+    _raise_typed(decision, final, fresh, where)
+    if decision.action == REFRESH:
         # The second 401 goes back to the caller (one replay only), but the token it refused is
         # dropped too, so the next request fetches instead of earning the same 401. This happens
         # when one event revoked both tokens (a revocation of every token of the client).

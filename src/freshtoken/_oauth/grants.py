@@ -41,10 +41,11 @@ from freshtoken._runtime.forksafe import fork_safe_lock
 from freshtoken._runtime.source import FetchContext, callable_name, check_key, unidentified_input
 
 from .client_auth import AuthMethod, ClientAuth, resolve_auth
-from .discovery import check_url, discover
+from .discovery import check_url
 from .dpop import DPoPKey, DPoPPresenter
 from .github_oidc import GitHubActionsOIDC
 from .http import HttpRequest, HttpResponse, Reply, Step, safe_url
+from .resource import Lookup, token_endpoint
 from .response import describe_body, is_json, read_json, server_date
 from .retry import DEFAULT_MAX_ATTEMPTS, exchange
 from .sender import OwnClients, run_async, run_sync
@@ -231,6 +232,7 @@ class GrantOptions(TypedDict, total=False):
     mypy at every call site."""
 
     issuer: str | None
+    resource_metadata: str | None
     scope: str | Iterable[str] | None
     audience: str | Iterable[str] | None
     resource: str | Iterable[str] | None
@@ -287,9 +289,16 @@ class _HttpGrant:
             raise ConfigurationError("allow_dpop_downgrade=True needs dpop=DPoPKey(...)")
         if not isinstance(allow_insecure_http, bool):
             raise ConfigurationError("allow_insecure_http must be True or False")
-        if (token_url is None) == (issuer is None):
+        resource_metadata = options.get("resource_metadata")
+        both = token_url is not None and issuer is not None
+        if both or (token_url is None and issuer is None and resource_metadata is None):
             raise ConfigurationError(
-                f"{type(self).__name__} needs exactly one of token_url and issuer"
+                f"{type(self).__name__} needs exactly one of token_url and issuer "
+                "(or resource_metadata, RFC 9728)"
+            )
+        if resource_metadata is not None:
+            check_url(
+                resource_metadata, "resource_metadata", allow_insecure_http=allow_insecure_http
             )
         if token_url is not None:
             check_url(token_url, "token_url", allow_insecure_http=allow_insecure_http)
@@ -305,6 +314,8 @@ class _HttpGrant:
             raise ConfigurationError("max_attempts must be an integer >= 1")
         self._token_url = token_url
         self._issuer = issuer
+        self._resource_metadata = resource_metadata
+        self._learned_resource: tuple[str, ...] = ()  # RFC 9728 ``resource``, once fetched
         self._client_id = client_id
         self._auth: ClientAuth = resolve_auth(
             auth, client_id, client_secret, required=client_required
@@ -380,6 +391,8 @@ class _HttpGrant:
             material["client_assertion"] = self._auth.identity
         if self._dpop is not None:
             material["dpop_jkt"] = self._dpop.thumbprint
+        if self._resource_metadata is not None:
+            material["resource_metadata"] = self._resource_metadata
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         short = self.grant_type.rsplit(":", 1)[-1]
         return f"v1:{short}:{_digest(blob)[:32]}"
@@ -392,6 +405,8 @@ class _HttpGrant:
             f"token_url={safe_url(self._token_url)!r}"
             if self._token_url is not None
             else f"issuer={self._issuer!r}"
+            if self._issuer is not None
+            else f"resource_metadata={safe_url(str(self._resource_metadata))!r}"
         )
         fields = [where]
         if self._client_id is not None:
@@ -432,19 +447,26 @@ class _HttpGrant:
 
     def _flow(self, ctx: FetchContext) -> Flow:
         token_url = self._token_url
-        if token_url is None:
-            assert self._issuer is not None
-            token_url = yield from discover(
-                self._issuer,
-                allow_insecure_http=self._allow_insecure_http,
-                timeout=self._timeout,
-                clock_time=ctx.clock.time,
-                clock_monotonic=ctx.clock.monotonic,
-                deadline=ctx.deadline,
-                policy=ctx.policy,
-                max_attempts=self._max_attempts,
-                draw=self._random.random,
+        lookup = Lookup(
+            self._allow_insecure_http,
+            self._timeout,
+            {
+                "clock_time": ctx.clock.time,
+                "clock_monotonic": ctx.clock.monotonic,
+                "deadline": ctx.deadline,
+                "policy": ctx.policy,
+                "max_attempts": self._max_attempts,
+                "draw": self._random.random,
+            },
+        )
+        if self._resource_metadata is not None:
+            token_url, resource = yield from token_endpoint(
+                self._resource_metadata, lookup, issuer=self._issuer, token_url=token_url
             )
+            self._learned_resource = (resource,)
+        elif token_url is None:
+            assert self._issuer is not None
+            token_url = yield from lookup.discover(self._issuer)
         yield from self._prepare_credentials(ctx)
         return (yield from self._obtain(ctx, token_url))
 
@@ -468,7 +490,7 @@ class _HttpGrant:
         if self._scope is not None:
             fields.append(("scope", self._scope))
         fields.extend(("audience", value) for value in self._audience)
-        fields.extend(("resource", value) for value in self._resource)
+        fields.extend(("resource", value) for value in self._resource or self._learned_resource)
         fields.extend(self._params)
         return fields
 

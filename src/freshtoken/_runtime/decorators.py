@@ -5,6 +5,12 @@
 sync or async is decided once, at decoration. When the body raises an error that means HTTP 401,
 the token it was given is invalidated (compare-and-invalidate: fifty concurrent 401s cause one
 refresh) and the body runs once more with a fresh token; a second 401 propagates.
+
+A refusal whose challenge names a missing scope or a step-up (RFC 6750 ``insufficient_scope``,
+RFC 9470 ``insufficient_user_authentication``) is not retried: a new token of the same grant
+would be refused the same way. The integrations raise it as :class:`~freshtoken.InsufficientScope`
+/ :class:`~freshtoken.StepUpRequired`; an HTTP library's own status error carrying such a
+challenge is raised as that typed error too, with the library's error as its ``__cause__``.
 """
 
 from __future__ import annotations
@@ -14,13 +20,25 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
-from freshtoken._core.errors import ConfigurationError, Unauthorized
+from freshtoken._core.errors import (
+    ConfigurationError,
+    InsufficientScope,
+    StepUpRequired,
+    Unauthorized,
+)
 from freshtoken._core.token import Token
+from freshtoken._http_auth.challenges import REFRESH, decide
 
 if TYPE_CHECKING:
     from .manager import TokenManager
 
-__all__ = ["authenticated", "means_unauthorized", "wrap_function", "wrap_method"]
+__all__ = [
+    "authenticated",
+    "challenge_error",
+    "means_unauthorized",
+    "wrap_function",
+    "wrap_method",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,24 +49,65 @@ RetryIf = Callable[[BaseException], bool]
 _HTTP_LIBRARIES = frozenset({"httpx", "requests", "aiohttp", "urllib3"})
 
 
+def _http_error(error: BaseException) -> tuple[int | None, object]:
+    """(status, response headers) of an HTTP library's status error; ``(None, None)`` for
+    anything else."""
+    if type(error).__module__.partition(".")[0] not in _HTTP_LIBRARIES:
+        return None, None
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:  # httpx.HTTPStatusError, requests.HTTPError
+        return status, getattr(response, "headers", None)
+    status = getattr(error, "status", None)  # aiohttp.ClientResponseError
+    return (status if isinstance(status, int) else None), getattr(error, "headers", None)
+
+
+def _challenge(headers: object) -> list[str]:
+    """Every ``WWW-Authenticate`` value of ``headers`` (httpx, requests or aiohttp headers)."""
+    if headers is None:
+        return []
+    values: object = None
+    if callable(getattr(headers, "get_list", None)):  # httpx.Headers
+        values = headers.get_list("www-authenticate")  # type: ignore[attr-defined]
+    elif callable(getattr(headers, "getall", None)):  # aiohttp's CIMultiDictProxy
+        values = headers.getall("www-authenticate", [])  # type: ignore[attr-defined]
+    if isinstance(values, list):
+        return [value for value in values if isinstance(value, str)]
+    get = getattr(headers, "get", None)
+    value = get("www-authenticate") if get is not None else None  # requests, urllib3
+    return [value] if isinstance(value, str) else []
+
+
+def challenge_error(error: BaseException, token: Token | None = None) -> Unauthorized | None:
+    """The :class:`~freshtoken.InsufficientScope` / :class:`~freshtoken.StepUpRequired` an HTTP
+    library's 401/403 status error stands for, or ``None``."""
+    status, headers = _http_error(error)
+    if status not in (401, 403):
+        return None
+    sent = () if token is None else (token.access_token, token.refresh_token or "")
+    typed = decide(status, _challenge(headers)).error(sent=sent)
+    if typed is not None:
+        typed.token = token
+    return typed
+
+
 def means_unauthorized(error: BaseException, retry_if: RetryIf | None = None) -> bool:
-    """True when ``error`` says that an API answered 401 to the token.
+    """True when ``error`` says that an API answered 401 to the token, so a new one may work.
 
     Recognised: :class:`~freshtoken.Unauthorized`; httpx's ``HTTPStatusError`` and requests'
     ``HTTPError`` (``error.response.status_code == 401``); aiohttp's ``ClientResponseError``
-    (``error.status == 401``); anything ``retry_if`` accepts.
+    (``error.status == 401``); anything ``retry_if`` accepts. Never
+    :class:`~freshtoken.InsufficientScope` or :class:`~freshtoken.StepUpRequired`, nor a 401
+    whose challenge names a missing scope or a step-up: a new token would not cure them.
     """
+    if isinstance(error, InsufficientScope | StepUpRequired):
+        return False
     if isinstance(error, Unauthorized):
         return True
     if retry_if is not None and retry_if(error):
         return True
-    if type(error).__module__.partition(".")[0] not in _HTTP_LIBRARIES:
-        return False
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    if status is None:
-        status = getattr(error, "status", None)
-    return status == 401
+    status, headers = _http_error(error)
+    return status == 401 and decide(401, _challenge(headers)).action == REFRESH
 
 
 def _rejected_token(error: BaseException, given: Token) -> Token:
@@ -60,8 +119,12 @@ def _rejected_token(error: BaseException, given: Token) -> Token:
 def _after_error(
     error: Exception, manager: TokenManager, token: Token, retry_if: RetryIf | None
 ) -> None:
-    """Invalidate the token when ``error`` means 401; re-raise ``error`` otherwise."""
+    """Invalidate the token when ``error`` means 401; re-raise ``error`` otherwise (as the typed
+    error a scope or step-up challenge stands for, when it carries one)."""
     if not means_unauthorized(error, retry_if):
+        typed = challenge_error(error, token)
+        if typed is not None:
+            raise typed from error
         raise error
     manager.invalidate(_rejected_token(error, token))
 

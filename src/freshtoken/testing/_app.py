@@ -19,6 +19,12 @@ from typing import Any
 import jwt
 
 from freshtoken._runtime.clock import SYSTEM_CLOCK, Clock
+from freshtoken.testing._challenges import (
+    METADATA_PATH,
+    Demands,
+    metadata_document,
+    metadata_path,
+)
 from freshtoken.testing._clientauth import ClientAuthenticator, Form, claimed_client_id
 from freshtoken.testing._counters import Counters, CounterSnapshot
 from freshtoken.testing._dpop import DPOP_ALGORITHMS, DPoPVerifier
@@ -106,6 +112,8 @@ class ServerCore:
         self.issuer = ""
         self._discovery = b""
         self._jwks = b""
+        self._resource_metadata_path = ""
+        self._resource_metadata = b""
 
     def bind(self, base_url: str) -> None:
         """Learn our own URL (known once the socket is bound): issuer, audience, documents."""
@@ -130,6 +138,11 @@ class ServerCore:
             }
         ).encode()
         self._jwks = json.dumps({"keys": [self.store.key.jwk]}).encode()
+        # RFC 9728: the resource's identifier is the tokens' audience.
+        path = metadata_path(self.store.audience, base_url) or METADATA_PATH
+        self._resource_metadata_path = path
+        self._resource_metadata = metadata_document(self.store.audience, base_url)
+        self.resource.metadata_url = base_url + path
 
     def _assertion_audiences(self) -> tuple[str, ...]:
         return (self.issuer + TOKEN_PATH, self.issuer)
@@ -149,7 +162,7 @@ class ServerCore:
             self.counters.resource_request()
         elif path == JWKS_PATH:
             endpoint = "jwks"
-        elif path in _DISCOVERY_PATHS:
+        elif path in _DISCOVERY_PATHS or path == self._resource_metadata_path:
             endpoint = "discovery"
         elif path == REVOCATION_PATH:
             endpoint = "revocation"
@@ -199,6 +212,8 @@ class ServerCore:
             if endpoint == "revocation":
                 return self._revocation(request)
             body = self._jwks if endpoint == "jwks" else self._discovery
+            if request.path == self._resource_metadata_path:
+                body = self._resource_metadata
             return Response(200, body, [("Content-Type", "application/json")])
         except Exception:  # a bug must surface as a 500, not a hung client
             _log.exception("freshtoken.testing server error on %s %s", request.method, request.path)
@@ -332,6 +347,12 @@ class ServerCore:
         )
         return token
 
+    def demand(
+        self, scope: str | None = None, acr_values: str | None = None, max_age: int | None = None
+    ) -> None:
+        """What the resource demands beyond a valid token (see ``testing._challenges``)."""
+        self.resource.demands = Demands(scope, acr_values, max_age)
+
     def revoke(self, token: str) -> bool:
         """Revoke one access token (by its ``jti``) or one refresh token (and its family)."""
         if self.store.revoke_refresh(token):
@@ -401,6 +422,7 @@ class ServerCore:
             "add_issuer": self.add_issuer,
             "cancel_fault": self.cancel_fault,
             "clear_faults": self.clear_faults,
+            "demand": self.demand,
             "issue_token": self.issue_token,
             "revoke": self.revoke,
             "revoke_client": self.revoke_client,

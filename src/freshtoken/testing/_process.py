@@ -104,6 +104,11 @@ class AdminClient:
             )
         )
 
+    def demand(
+        self, scope: str | None = None, acr_values: str | None = None, max_age: int | None = None
+    ) -> None:
+        self._call("demand", scope=scope, acr_values=acr_values, max_age=max_age)
+
     def revoke(self, token: str) -> bool:
         return bool(self._call("revoke", token=token))
 

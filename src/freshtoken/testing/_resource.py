@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from freshtoken.testing._challenges import Demands
 from freshtoken.testing._counters import Counters
 from freshtoken.testing._dpop import DPOP_ALGORITHMS, DPoPVerifier, Proof, ProofError, request_url
 from freshtoken.testing._errors import REALM, json_response
@@ -96,6 +97,10 @@ class ResourceEndpoint:
         self._counters = counters
         self._dpop = dpop
         self._cache: dict[str, dict[str, Any]] = {}
+        #: Beyond a valid token (``server.demand``), and the RFC 9728 metadata URL named in the
+        #: challenge to a request without a token (set when the server knows its URL).
+        self.demands = Demands()
+        self.metadata_url: str | None = None
 
     def handle(self, request: Request) -> Response:
         if request.path == "/api/redirect":
@@ -107,18 +112,23 @@ class ResourceEndpoint:
         except _Unauthorized as exc:
             response = self._refusal(exc)
         else:
-            response = json_response(
-                200,
-                {
-                    "ok": True,
-                    "client_id": claims.get("client_id"),
-                    "sub": claims.get("sub"),
-                    "scope": claims.get("scope"),
-                    "method": request.method,
-                    "path": request.path,
-                    "body_length": len(request.body),
-                },
-                [],
+            refusal = self.demands.refusal(claims, self._store.clock.time())
+            response = (
+                refusal
+                if refusal is not None
+                else json_response(
+                    200,
+                    {
+                        "ok": True,
+                        "client_id": claims.get("client_id"),
+                        "sub": claims.get("sub"),
+                        "scope": claims.get("scope"),
+                        "method": request.method,
+                        "path": request.path,
+                        "body_length": len(request.body),
+                    },
+                    [],
+                )
             )
         nonce = self._dpop.current_nonce()
         if nonce is not None:
@@ -137,6 +147,8 @@ class ResourceEndpoint:
             challenge = _dpop_challenge(exc.error, exc.description)
         elif exc.reason == "missing":
             challenge = _bearer_challenge()
+            if self.metadata_url is not None:  # RFC 9728 §5.1
+                challenge += f', resource_metadata="{self.metadata_url}"'
         else:
             challenge = _bearer_challenge(exc.error, exc.description)
         return json_response(

@@ -22,6 +22,7 @@ from freshtoken.testing._app import (
     TOKEN_PATH,
     ServerCore,
 )
+from freshtoken.testing._challenges import METADATA_PATH, metadata_path
 from freshtoken.testing._counters import CounterSnapshot
 from freshtoken.testing._faults import Fault, FaultHandle, FaultState, TargetSpec
 from freshtoken.testing._http import HttpServer
@@ -66,6 +67,9 @@ class _Backend(Protocol):
         clock_offset: float = 0.0,
         claims: dict[str, Any] | None = None,
     ) -> str: ...
+    def demand(
+        self, scope: str | None = None, acr_values: str | None = None, max_age: int | None = None
+    ) -> None: ...
     def revoke(self, token: str) -> bool: ...
     def revoke_client(self, client_id: str) -> None: ...
     def revoke_all(self) -> None: ...
@@ -435,6 +439,24 @@ class AuthorizationServer:
             clock_offset=clock_offset,
             claims=claims,
         )
+
+    def demand(
+        self,
+        *,
+        scope: str | None = None,
+        acr_values: str | None = None,
+        max_age: int | None = None,
+    ) -> None:
+        """Make the resource refuse valid tokens that lack ``scope`` (403 ``insufficient_scope``
+        naming it), or an ``acr`` claim among ``acr_values`` / an ``auth_time`` at most
+        ``max_age`` seconds old (401 ``insufficient_user_authentication``, RFC 9470). Called
+        without arguments, lifts every demand."""
+        self._backend().demand(scope, acr_values, max_age)
+
+    @property
+    def resource_metadata_url(self) -> str:
+        """The resource's RFC 9728 metadata (its identifier is :attr:`audience`)."""
+        return self.base_url + (metadata_path(self.audience, self.base_url) or METADATA_PATH)
 
     def revoke(self, token: str) -> bool:
         """Revoke an access token, or a refresh token with its whole family; ``False`` if the
