@@ -309,14 +309,25 @@ def test_a_resource_with_a_path_has_its_metadata_at_the_inserted_path() -> None:
 
 
 def test_the_test_server_serves_a_resource_with_a_path_at_the_inserted_path() -> None:
-    with AuthorizationServer() as first:
-        port = first.port
-    with AuthorizationServer(port=port, audience=f"http://127.0.0.1:{port}/api") as server:
+    server = None
+    for _ in range(5):  # the port is freed, then bound again: another process may take it first
+        with AuthorizationServer() as first:
+            port = first.port
+        try:
+            server = AuthorizationServer(port=port, audience=f"http://127.0.0.1:{port}/api")
+            server.start()
+            break
+        except OSError:
+            server = None
+    assert server is not None
+    try:
         assert server.resource_metadata_url.endswith("/.well-known/oauth-protected-resource/api")
         metadata = ft.discover_resource(server.base_url + "/api")
         assert metadata.resource == server.audience
         with pytest.raises(ft.ConfigurationError, match="no protected-resource metadata"):
             ft.discover_resource(server.base_url + "/api/")  # another path, another document
+    finally:
+        server.stop()
 
 
 def test_a_listed_server_without_discovery_is_a_configuration_error(
